@@ -131,6 +131,13 @@ class HistoryItem:
     def is_dialogue(self) -> bool:
         return bool(self.dialogue) and not self.voice_id
 
+    @property
+    def display_text(self) -> str:
+        """The text a person knows the clip by: its text, or a dialogue's first line."""
+        if self.text:
+            return self.text
+        return next((line.text for line in self.dialogue if line.text), "")
+
     def to_json(self) -> dict[str, Any]:
         """The item as the API gave it, as a fresh plain dict."""
         return _thaw(self.raw) if self.raw else {"history_item_id": self.history_item_id}
