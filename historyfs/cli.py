@@ -31,7 +31,12 @@ _COMMANDS = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that prints one line (not the whole usage) on a bad argument."""
+    """argparse that prints one line (not the whole usage) on a bad argument, and never
+    guesses an abbreviated flag (``--api-key`` must not turn into ``--api-key-file``)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -160,7 +165,19 @@ def setup_logging(args: argparse.Namespace) -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
+def _refuse_key_in_argv(argv: Sequence[str]) -> None:
+    """A key on the command line would show in `ps` and shell history: refuse it, without echoing it."""
+    if any(a == "--api-key" or a.startswith("--api-key=") for a in argv):
+        sys.stderr.write(
+            "historyfs: error: the API key is never taken on the command line (it would show in `ps` and shell "
+            "history): set ELEVENLABS_API_KEY or pass --api-key-file FILE\n"
+        )
+        sys.exit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _refuse_key_in_argv(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
