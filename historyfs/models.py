@@ -25,12 +25,16 @@ def _opt_str(d: Mapping[str, Any], key: str) -> str | None:
     return v if isinstance(v, str) else None
 
 
-def _int(d: Mapping[str, Any], key: str, *, default: int | None = None) -> int:
+#: The dates a calendar (and so a folder name) can show: years 1 to 9999.
+MIN_DATE_UNIX, MAX_DATE_UNIX = -62135596800, 253402300799
+
+
+def _date(d: Mapping[str, Any], key: str) -> int:
     v = d.get(key)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        if default is not None and v is None:
-            return default
-        raise MalformedResponse(f"history item field {key!r} should be a number, got {type(v).__name__}")
+        raise MalformedResponse(f"field {key!r} should be a number, got {type(v).__name__}")
+    if not MIN_DATE_UNIX <= v <= MAX_DATE_UNIX:  # also rejects NaN and infinities
+        raise MalformedResponse(f"field {key!r} is out of range: {v!r}")
     return int(v)
 
 
@@ -91,7 +95,8 @@ class HistoryItem:
         if not isinstance(item_id, str) or not item_id or "\x00" in item_id:
             raise MalformedResponse("history item has no usable 'history_item_id'")
         dialogue: list[DialogueLine] = []
-        for line in d.get("dialogue") or ():
+        raw_dialogue = d.get("dialogue")
+        for line in raw_dialogue if isinstance(raw_dialogue, list) else ():
             if isinstance(line, Mapping):
                 dialogue.append(
                     DialogueLine(
@@ -101,7 +106,7 @@ class HistoryItem:
                     )
                 )
         try:
-            date_unix = _int(d, "date_unix")
+            date_unix = _date(d, "date_unix")
         except MalformedResponse as exc:
             raise MalformedResponse(f"history item {item_id!r}: {exc}") from None
         return cls(
@@ -155,7 +160,9 @@ class HistoryItem:
 
 def _safe_int(d: Mapping[str, Any], key: str) -> int:
     v = d.get(key)
-    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
+        return 0
+    return int(v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,5 +187,5 @@ class HistoryPage:
             items=tuple(HistoryItem.from_json(x) for x in d["history"]),
             has_more=has_more,
             last_history_item_id=last if isinstance(last, str) else None,
-            scanned_until=int(scanned) if isinstance(scanned, (int, float)) and not isinstance(scanned, bool) else None,
+            scanned_until=int(scanned) if isinstance(scanned, int) and not isinstance(scanned, bool) else None,
         )
