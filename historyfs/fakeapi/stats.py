@@ -1,0 +1,48 @@
+"""Thread-safe request counters (per server and per tenant) and a bounded request log.
+
+The log keeps method, path (with query), endpoint, status and the tenant's *name*; never a
+header, so never an API key.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+LOG_LIMIT = 10_000
+
+
+class Stats:
+    """Requests by endpoint and status, bytes of bodies sent, truncations and resets."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._by_endpoint: dict[str, dict[str, int]] = {}
+            self._counters = {"total": 0, "bytes_sent": 0, "truncated": 0, "resets": 0}
+            self.log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
+
+    def record(self, entry: dict[str, Any], *, sent: int = 0, truncated: bool = False) -> None:
+        """Count one answered (or reset) request; ``entry`` needs "endpoint" and "status"."""
+        with self._lock:
+            statuses = self._by_endpoint.setdefault(entry["endpoint"], {})
+            key = str(entry["status"])
+            statuses[key] = statuses.get(key, 0) + 1
+            self._counters["total"] += 1
+            self._counters["bytes_sent"] += sent
+            self._counters["truncated"] += int(truncated)
+            self._counters["resets"] += int(entry["status"] == "reset")
+            self.log.append(dict(entry))
+
+    def snapshot(self) -> dict[str, Any]:
+        """{"requests": {"list": {"200": 3}, ...}, "total": n, "bytes_sent": n, "truncated": n, "resets": n}."""
+        with self._lock:
+            return {"requests": {k: dict(v) for k, v in self._by_endpoint.items()}, **self._counters}
+
+    def entries(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(e) for e in self.log]
