@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--tz", metavar="ZONE", help="time zone for folder and file names (default: local; IANA name or UTC)")
     m.add_argument("--refresh", metavar="SECONDS", type=float, default=60.0, help="poll for new items every SECONDS (default 60; 0 = never)")
     m.add_argument("--full-resync", metavar="SECONDS", type=float, default=3600.0, help="re-list everything every SECONDS to drop items deleted elsewhere (default 3600)")
+    m.add_argument("--api-deadline", metavar="SECONDS", type=float, default=60.0, help="give up an API call (retries included) after SECONDS; reads of uncached audio then fail with EIO (default 60)")
     m.add_argument("--formats", metavar="LIST", default="native", help="audio formats to show: native (the item's own, usually mp3) and/or wav, comma-separated (default native)")
     m.add_argument("--allow-other", action="store_true", help="let other users see the mount (needs user_allow_other in /etc/fuse.conf)")
     m.add_argument("--uid", type=int, help="owner of every file (default: you)")
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     s3.add_argument("--sse", choices=("AES256", "aws:kms"), help="server-side encryption")
     s3.add_argument("--sse-kms-key-id", metavar="KEY_ID")
     s3.add_argument("--checksum-mode", choices=("when_supported", "when_required"), help="boto3 request checksums (when_required for many S3-compatible stores)")
+    s3.add_argument("--multipart-chunk-size", metavar="SIZE", help="multipart threshold and part size (default 8M; at least 5M)")
     _log_options(e)
 
     x = sub.add_parser("exporters", help="list installed exporter plugins", description="List installed exporter plugins.")

@@ -1,0 +1,97 @@
+"""`historyfs demo`: the embedded fake API with a demo library, mounted with deletes allowed, in one process.
+
+Owns only the demo's wiring: a FakeApiServer on 127.0.0.1 with its own demo key (never
+ELEVENLABS_API_KEY), a throw-away cache folder, the mount (``mount.serve``) in the foreground,
+and the "what to try" text. Interactive: waits until Ctrl-C, SIGTERM or `historyfs unmount`.
+``--no-wait``: mounts, prints, checks that a listing works, unmounts, exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+from .core import Options
+from .errors import ConfigError, HistoryFSError
+from .mount import MountSettings, check_fuse, check_mountpoint, serve, signals_blocked
+
+log = logging.getLogger(__name__)
+DEFAULT_MOUNTPOINT = "historyfs-demo"
+
+
+def _instructions(mnt: Path, api_url: str, key: str) -> str:
+    q = f"'{mnt}'"
+    return f"""historyfs demo: your demo history is mounted at {mnt}
+  served by a local fake API at {api_url} (demo key: {key})
+
+Try, in another terminal:
+  ls {q}/by-voice {q}/by-date
+  find {q}/by-date -name '*.mp3' | head
+  mpv "$(find {q}/by-voice -name '*.mp3' | head -1)"      (or ffplay -autoexit)
+  ffprobe "$(find {q}/by-date -name '*.mp3' | head -1)"
+  cat "$(find {q}/by-date -name '*.json' | head -1)"
+  cat {q}/.historyfs/stats.json
+  rm "$(find {q}/by-date -name '*.mp3' | head -1)"        (deletes that item in the fake API)
+  HISTORYFS_API_URL={api_url} ELEVENLABS_API_KEY={key} historyfs export ./demo-export --voice Rachel
+
+Stop with Ctrl-C here, or: historyfs unmount {q}
+"""
+
+
+def _prepare_mountpoint(arg: str | None) -> Path:
+    mnt = Path(arg or DEFAULT_MOUNTPOINT).absolute()
+    if not mnt.exists():
+        try:
+            mnt.mkdir(parents=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create mountpoint {mnt}: {exc.strerror}") from None
+    check_mountpoint(mnt)
+    return mnt
+
+
+def _verify_then_unmount(mnt: Path, result: list[bool]) -> None:
+    """--no-wait: a listing through the mount must work; then unmount (which ends serve())."""
+    try:
+        ok = bool(os.listdir(mnt / "by-date")) and bool(os.listdir(mnt / "by-voice"))
+    except OSError as exc:
+        print(f"historyfs demo: listing the mount failed: {exc}", flush=True)
+        ok = False
+    result.append(ok)
+    subprocess.run(["fusermount", "-u", "-z", str(mnt)], capture_output=True)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .fakeapi import FakeApiServer
+
+    check_fuse()
+    mnt = _prepare_mountpoint(args.mountpoint)
+    key = "demo-" + secrets.token_hex(12)
+    cache_dir = Path(tempfile.mkdtemp(prefix="historyfs-demo-cache-"))
+    with signals_blocked():  # the server's threads must leave Ctrl-C to the FUSE loop
+        server = FakeApiServer(items=args.items, seed=args.seed, api_key=key).start()
+    result: list[bool] = []
+    try:
+        settings = MountSettings(mountpoint=mnt, api_url=server.base_url, api_key=key, cache_dir=cache_dir,
+                                 cache_max_size=1 << 30, tz_name="UTC", options=Options(allow_delete=True),
+                                 foreground=True)
+
+        def ready() -> None:
+            print(_instructions(mnt, server.base_url, key), flush=True)
+            if args.no_wait:
+                threading.Thread(target=_verify_then_unmount, args=(mnt, result), daemon=True).start()
+
+        serve(settings, ready)
+    finally:
+        server.stop()
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    if args.no_wait and result != [True]:
+        raise HistoryFSError("the demo mount did not list its items")
+    print("historyfs demo: unmounted", flush=True)
+    return 0

@@ -1,0 +1,387 @@
+"""The mount's persistent tree: slim item records in RAM, their JSON and learned sizes in SQLite.
+
+Owns: the ``index.sqlite3`` database in the cache folder (WAL; tables ``items``, ``sizes``,
+``meta``; ``deletes.py`` adds ``journal`` to the same file), the in-memory records (``Slim``:
+only what a path, a stat and the layout need; no raw JSON, so 100,000 items stay small) and the
+two views built from them with ``historyfs.layout``. Never touches the network: callers feed it
+items (``merge`` / ``replace_all``) and it answers lookups from memory.
+
+Concurrency and lock order: ``_update`` (serialises writers: merge, replace_all, remove; held
+during a whole rebuild) -> ``_tree`` (short: swapping the root, pruning folders, snapshotting a
+folder's names) -> ``_db`` (the SQLite connection). Readers take no lock for a lookup (dict reads
+are atomic under the GIL; a rebuild swaps in a new tree) and ``_tree`` to copy a folder's names.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import hashlib
+import sqlite3
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import tzinfo
+from pathlib import Path
+
+from .layout import TEXT_SOURCE_CHARS, Layout
+from .models import HistoryItem
+
+VIEWS = ("by-date", "by-voice")
+#: The layout never reads more than this much of display_text (memory: 100,000 items).
+DISPLAY_TEXT_LIMIT = TEXT_SOURCE_CHARS
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY, date_unix INTEGER NOT NULL, content_type TEXT NOT NULL,
+    voice_id TEXT, voice_name TEXT, is_dialogue INTEGER NOT NULL, display_text TEXT NOT NULL,
+    sidecar BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sizes (key TEXT PRIMARY KEY, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def _intern(s: str | None) -> str | None:
+    return sys.intern(s) if s is not None else None
+
+
+@dataclass(slots=True, eq=False)
+class Slim:
+    """One item as the mount keeps it in RAM (also a ``layout.Placeable``)."""
+
+    history_item_id: str
+    date_unix: int
+    content_type: str
+    voice_id: str | None
+    voice_name: str | None
+    is_dialogue: bool
+    text_utf8: bytes  # the start of display_text, UTF-8: a third of a str's size for non-Latin text
+    sidecar_size: int = 0  # len(item.to_json_bytes()), so stat of a sidecar needs no I/O
+    stem: str = ""
+    ext: str = ""
+    where: tuple[str, str, str] = ("", "", "")  # (voice_dir, month, day) from the layout
+
+    @classmethod
+    def of(cls, item: HistoryItem, sidecar_size: int) -> Slim:
+        return cls(
+            item.history_item_id, item.date_unix, _intern(item.content_type) or "",
+            _intern(item.voice_id), _intern(item.voice_name), item.is_dialogue,
+            item.display_text[:DISPLAY_TEXT_LIMIT].encode(), sidecar_size,
+        )
+
+    @property
+    def display_text(self) -> str:
+        return self.text_utf8.decode()
+
+    def dir_parts(self, view: str) -> tuple[str, str, str]:
+        voice, month, day = self.where
+        return (voice, month, day) if view == "by-voice" else (month, day, voice)
+
+
+class Folder:
+    """A virtual folder: sub-folders by name, items by stem, and the newest date below it."""
+
+    __slots__ = ("dirs", "files", "mtime")
+
+    def __init__(self) -> None:
+        self.dirs: dict[str, Folder] = {}
+        self.files: dict[str, Slim] = {}  # stem -> item (leaf folders only)
+        self.mtime = 0
+
+    def subdir(self, name: str) -> Folder:
+        d = self.dirs.get(name)
+        if d is None:
+            d = self.dirs[name] = Folder()
+        return d
+
+
+def scope_of(api_url: str, api_key: str) -> str:
+    """A short digest naming the account a database belongs to (the key itself is never stored)."""
+    return hashlib.sha256(f"{api_url}\0{api_key}".encode()).hexdigest()[:16]
+
+
+class Index:
+    """The tree and its SQLite store. ``open`` it, ``load`` it, then feed it items."""
+
+    def __init__(self, db_path: Path, tz: tzinfo, scope: str = "") -> None:
+        self.layout = Layout(tz)
+        self._update = threading.Lock()
+        self._tree = threading.Lock()
+        self._db_lock = threading.Lock()
+        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._items: dict[str, Slim] = {}  # guarded by _update for writes
+        self._sizes: dict[str, int] = {}  # learned sizes by cache key; dict ops are atomic
+        self.root = Folder()  # replaced whole under _tree
+        self._check_scope(scope)
+
+    # -- SQLite -------------------------------------------------------------------------
+    def execute(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Run one statement on the shared connection (autocommit) and return its rows."""
+        with self._db_lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _executemany(self, sql: str, rows: Iterable[tuple[object, ...]]) -> None:
+        with self._db_lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(sql, rows)
+            finally:
+                self._db.execute("COMMIT")
+
+    def _check_scope(self, scope: str) -> None:
+        """Forget items and sizes if the database belonged to another account or API URL."""
+        if self.get_meta("scope") not in (None, scope):
+            for table in ("items", "sizes", "meta"):
+                self.execute(f"DELETE FROM {table}")
+        self.set_meta("scope", scope)
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self.execute("SELECT value FROM meta WHERE key=?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def close(self) -> None:
+        with self._db_lock:
+            self._db.close()
+
+    # -- loading and updating -------------------------------------------------------------
+    def load(self) -> int:
+        """Read the stored items and sizes and build the tree; returns the item count."""
+        self._sizes = {str(k): int(v) for k, v in self.execute("SELECT key, size FROM sizes")}  # type: ignore[call-overload]
+        with self._update, self._db_lock:
+            cursor = self._db.execute(
+                "SELECT id, date_unix, content_type, voice_id, voice_name, is_dialogue, display_text,"
+                " length(sidecar) FROM items")
+            for r in cursor:  # row by row: no list of 100,000 tuples
+                self._items[r[0]] = Slim(r[0], r[1], sys.intern(r[2]), _intern(r[3]), _intern(r[4]), bool(r[5]),
+                                         r[6].encode(), r[7])
+        with self._update:
+            self._rebuild_locked()
+        return len(self._items)
+
+    def merge(self, items: Iterable[HistoryItem]) -> int:
+        """Add the items not known yet (streamed in batches); returns how many were new."""
+        added = 0
+        try:
+            for batch in _batches(items):
+                added += self._add(batch)
+        finally:
+            if added:
+                with self._update:
+                    self._rebuild_locked()
+        return added
+
+    def replace_all(self, items: Iterable[HistoryItem]) -> tuple[int, int]:
+        """Make the index exactly ``items``, a complete listing; returns (added, removed).
+
+        The listing is consumed in batches, so memory holds one batch of full items at a time.
+        If it fails part-way nothing is removed (an error never empties the tree).
+        """
+        seen: set[str] = set()
+        added, removed = 0, 0
+        try:
+            for batch in _batches(items):
+                seen.update(it.history_item_id for it in batch)
+                added += self._add(batch)
+            with self._update:
+                gone = [i for i in self._items if i not in seen]
+                self._forget(gone)
+                removed = len(gone)
+        finally:
+            if added or removed:
+                with self._update:
+                    self._rebuild_locked()
+        return added, removed
+
+    def _add(self, batch: list[HistoryItem]) -> int:
+        with self._update:
+            new = [it for it in batch if it.history_item_id not in self._items]
+            self._store(new)
+        return len(new)
+
+    def remove(self, item_id: str) -> Slim | None:
+        """Drop one item (both views, its row, its sizes); empty folders disappear."""
+        with self._update:
+            slim = self._items.get(item_id)
+            if slim is None:
+                return None
+            self._forget([item_id])
+            with self._tree:
+                for view in VIEWS:
+                    self._unlink_locked(view, slim)
+        return slim
+
+    def _store(self, items: list[HistoryItem]) -> None:
+        rows = []
+        for it in items:
+            sidecar = it.to_json_bytes()
+            slim = Slim.of(it, len(sidecar))
+            self._items[slim.history_item_id] = slim
+            rows.append((slim.history_item_id, slim.date_unix, slim.content_type, slim.voice_id,
+                         slim.voice_name, int(slim.is_dialogue), slim.text_utf8.decode(), sidecar))
+        self._executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def _forget(self, ids: list[str]) -> None:
+        for i in ids:
+            slim = self._items.pop(i, None)
+            for key in (f"{i}{slim.ext if slim else ''}", f"{i}.wav"):
+                self._sizes.pop(key, None)
+        self._executemany("DELETE FROM items WHERE id=?", ((i,) for i in ids))
+        self._executemany("DELETE FROM sizes WHERE key >= ? AND key < ?", ((i + ".", i + "/") for i in ids))
+
+    def _rebuild_locked(self) -> None:
+        """Place every item with the layout and swap in a fresh tree (caller holds _update)."""
+        root = Folder()
+        for view in VIEWS:
+            root.subdir(view)
+        placements = self.layout.place_all(list(self._items.values()))
+        for item_id, p in placements.items():
+            slim = self._items[item_id]
+            slim.stem, slim.ext = p.stem, sys.intern(p.ext)
+            slim.where = (sys.intern(p.voice_dir), sys.intern(p.month), sys.intern(p.day))
+            for view in VIEWS:
+                _insert(root, view, slim)
+        with self._tree:
+            self.root = root
+        _give_back_memory()
+
+    def _unlink_locked(self, view: str, slim: Slim) -> None:
+        chain = [self.root, self.root.dirs.get(view)]
+        for name in slim.dir_parts(view):
+            chain.append(chain[-1].dirs.get(name) if chain[-1] else None)
+        leaf = chain[-1]
+        if leaf is None or leaf.files.get(slim.stem) is not slim:
+            return
+        del leaf.files[slim.stem]
+        names = (view, *slim.dir_parts(view))
+        for depth in range(len(chain) - 1, 0, -1):
+            folder, parent = chain[depth], chain[depth - 1]
+            if folder is not None and parent is not None:
+                if not folder.files and not folder.dirs and depth > 1:
+                    del parent.dirs[names[depth - 1]]
+                else:
+                    folder.mtime = _newest(folder)
+
+    # -- queries --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def item(self, item_id: str) -> Slim | None:
+        return self._items.get(item_id)
+
+    def folder(self, parts: tuple[str, ...]) -> Folder | None:
+        """The folder at ``parts`` below the root ((), ("by-date",), ...), or None."""
+        node: Folder | None = self.root
+        for name in parts:
+            node = node.dirs.get(name) if node is not None else None
+        return node
+
+    def names(self, folder: Folder) -> tuple[list[str], list[tuple[str, Slim]]]:
+        """A consistent copy of a folder's sub-folder names and (stem, item) pairs."""
+        with self._tree:
+            return list(folder.dirs), list(folder.files.items())
+
+    def newest_date(self) -> int | None:
+        return max((s.date_unix for s in self._items.values()), default=None)
+
+    def ids(self) -> set[str]:
+        return set(self._items)
+
+    def sidecar(self, item_id: str) -> bytes | None:
+        """The item's metadata sidecar, exactly ``HistoryItem.to_json_bytes()`` as stored."""
+        rows = self.execute("SELECT sidecar FROM items WHERE id=?", (item_id,))
+        return bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
+
+    def size(self, key: str) -> int | None:
+        return self._sizes.get(key)
+
+    def set_size(self, key: str, size: int) -> None:
+        """Remember a learned size forever (items are immutable)."""
+        if self._sizes.get(key) != size:
+            self._sizes[key] = size
+            self.execute("INSERT OR REPLACE INTO sizes(key, size) VALUES (?, ?)", (key, size))
+
+    def following(self, view: str, slim: Slim, n: int) -> list[Slim]:
+        """Up to ``n`` items after ``slim`` in the order a recursive copy visits ``view``."""
+        out: list[Slim] = []
+        try:
+            for s in _walk_after(self.folder((view,)), slim.dir_parts(view), slim.stem):
+                if len(out) >= n:
+                    break
+                out.append(s)
+        except RuntimeError:  # a folder changed under the walk (a delete): read-ahead is a hint
+            pass
+        return out
+
+
+def _give_back_memory() -> None:
+    """Return the rebuild's transient memory to the OS (glibc keeps freed arenas otherwise)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _batches(items: Iterable[HistoryItem], size: int = 1000) -> Iterator[list[HistoryItem]]:
+    """Chunks of a listing; what arrived before a failure is still yielded, then the error raised."""
+    batch: list[HistoryItem] = []
+    try:
+        for it in items:
+            batch.append(it)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    except Exception:
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
+
+
+def _insert(root: Folder, view: str, slim: Slim) -> None:
+    node = root.subdir(view)
+    node.mtime = max(node.mtime, slim.date_unix)
+    for name in slim.dir_parts(view):
+        node = node.subdir(name)
+        node.mtime = max(node.mtime, slim.date_unix)
+    node.files[slim.stem] = slim
+    root.mtime = max(root.mtime, slim.date_unix)
+
+
+def _newest(folder: Folder) -> int:
+    dates = [s.date_unix for s in folder.files.values()] + [d.mtime for d in folder.dirs.values()]
+    return max(dates, default=0)
+
+
+def _walk_after(top: Folder | None, parts: tuple[str, ...], stem: str) -> Iterator[Slim]:
+    """Items after (parts, stem) in sorted depth-first order (what `cp -r` and rsync do)."""
+    if top is None:
+        return
+    if not parts:
+        for s in sorted(top.files):
+            if s > stem and s in top.files:
+                yield top.files[s]
+        return
+    child = top.dirs.get(parts[0])
+    if child is not None:
+        yield from _walk_after(child, parts[1:], stem)
+    for name in sorted(top.dirs):
+        if name > parts[0]:
+            yield from _walk_all(top.dirs.get(name))
+
+
+def _walk_all(folder: Folder | None) -> Iterator[Slim]:
+    if folder is None:
+        return
+    for s in sorted(folder.files):
+        yield folder.files[s]
+    for name in sorted(folder.dirs):
+        yield from _walk_all(folder.dirs.get(name))

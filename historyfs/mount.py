@@ -1,0 +1,427 @@
+"""`historyfs mount` and `historyfs unmount`: checks, FUSE options, daemonizing with readiness, freshness.
+
+Owns: turning CLI arguments into a ``MountSettings``; the checks that must fail before anything
+is mounted (key, API, mountpoint, FUSE present); assembling the runtime (cache, index, client,
+fetcher, journal, HistoryFS) in ``Runtime``; the background ``Refresher``; the FUSE options;
+the fork + pipe readiness handshake; and unmounting. fusepy is imported only when mounting.
+Threads start in FUSE ``init`` (after any fork). Signals: libfuse's own SIGINT/SIGTERM/SIGHUP
+handlers end the loop and unmount; every thread we start inherits libfuse's blocked mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes.util
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import config
+from .cache import BlobCache
+from .client import HistoryClient
+from .core import HistoryFS, Options
+from .deletes import DeleteJournal
+from .errors import ApiError, AuthError, ConfigError, HistoryFSError, Unavailable
+from .fetcher import Fetcher
+from .index import Index, scope_of
+from .retry import RetryPolicy
+from .stats import Counters, stats_document
+
+log = logging.getLogger(__name__)
+
+FSTYPE = "fuse.historyfs"
+#: Shortest wait between two refreshes forced by a lookup of a missing name.
+MISS_REFRESH_INTERVAL = 5.0
+#: How long such a lookup waits for its refresh (the API may be down: never hang a stat).
+MISS_REFRESH_WAIT = 2.0
+DEFAULT_UMASK = 0o022
+
+
+@dataclass(frozen=True)
+class MountSettings:
+    """Everything a mount needs, validated."""
+
+    mountpoint: Path
+    api_url: str
+    api_key: str = field(repr=False)
+    cache_dir: Path
+    cache_max_size: int
+    tz_name: str | None = None
+    refresh: float = 60.0
+    full_resync: float = 3600.0
+    api_deadline: float = 60.0
+    options: Options = field(default_factory=Options)
+    allow_other: bool = False
+    foreground: bool = False
+    fuse_options: tuple[str, ...] = ()
+
+
+def settings_from_args(args: argparse.Namespace) -> MountSettings:
+    """Validate the `historyfs mount` arguments (ConfigError with one clear line otherwise)."""
+    formats = {f.strip() for f in args.formats.split(",") if f.strip()}
+    if not formats or formats - {"native", "wav", "mp3"}:
+        raise ConfigError(f"bad --formats {args.formats!r}: use native, wav or native,wav")
+    if args.refresh < 0 or args.full_resync < 0:
+        raise ConfigError("--refresh and --full-resync must be >= 0 seconds")
+    if not args.api_deadline > 0:
+        raise ConfigError("--api-deadline must be > 0 seconds")
+    opts = Options(read_only=args.read_only, allow_delete=args.allow_delete and not args.read_only,
+                   wav="wav" in formats, uid=os.getuid() if args.uid is None else args.uid,
+                   gid=os.getgid() if args.gid is None else args.gid, umask=_umask(args.umask))
+    config.parse_tz(args.tz)
+    return MountSettings(
+        mountpoint=Path(args.mountpoint).absolute(), api_url=config.resolve_api_url(args.api_url),
+        api_key=config.load_api_key(args.api_key_file) or "",
+        cache_dir=Path(args.cache_dir) if args.cache_dir else config.default_cache_dir(),
+        cache_max_size=config.parse_size(args.cache_max_size), tz_name=args.tz, refresh=args.refresh,
+        full_resync=args.full_resync, api_deadline=args.api_deadline, options=opts, allow_other=args.allow_other, foreground=args.foreground,
+        fuse_options=tuple(o for opt in args.fuse_options for o in opt.split(",") if o),
+    )
+
+
+def _umask(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_UMASK
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise ConfigError(f"bad --umask {text!r}: expected octal like 022") from None
+    if not 0 <= value <= 0o777:
+        raise ConfigError(f"bad --umask {text!r}: expected octal between 000 and 777")
+    return value
+
+
+def make_client(s: MountSettings) -> HistoryClient:
+    """The API client: per-request timeout and total deadline bounded by --api-deadline."""
+    return HistoryClient(s.api_key, s.api_url, timeout=min(30.0, s.api_deadline),
+                         retry=RetryPolicy(deadline=s.api_deadline))
+
+
+# -- checks before mounting -------------------------------------------------------------------
+def check_fuse() -> None:
+    """FUSE usable here: the device, the setuid helper and libfuse 2."""
+    missing = [what for what, ok in (("/dev/fuse", os.path.exists("/dev/fuse")),
+                                     ("fusermount", shutil.which("fusermount") is not None),
+                                     ("libfuse.so.2", ctypes.util.find_library("fuse") is not None)) if not ok]
+    if missing:
+        raise ConfigError(f"FUSE is not available (no {', '.join(missing)}): install Debian/Ubuntu package 'fuse'")
+
+
+def check_mountpoint(path: Path, fuse_options: tuple[str, ...] = ()) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"mountpoint does not exist: {path} (create it with mkdir)") from None
+    except OSError as exc:
+        raise ConfigError(f"mountpoint {path} is unusable ({exc.strerror}); if it is a dead mount, run: fusermount -u {path}") from None
+    if not path.is_dir():
+        raise ConfigError(f"mountpoint is not a folder: {path}")
+    if os.path.ismount(path) or _mounted_at(path):
+        raise ConfigError(f"already mounted: {path} (run: historyfs unmount {path})")
+    if "nonempty" not in fuse_options and any(os.scandir(path)):
+        raise ConfigError(f"mountpoint is not empty: {path}")
+    del st
+
+
+def _mounted_at(path: Path) -> str | None:
+    """The filesystem type mounted exactly at ``path`` (from /proc/self/mounts), or None."""
+    target = os.path.realpath(path)
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        fields = line.split()
+        if len(fields) >= 3 and fields[1].replace("\\040", " ") == target:
+            return fields[2]
+    return None
+
+
+def check_api(settings: MountSettings) -> None:
+    """The key works and the API answers (one cheap list call)."""
+    with make_client(settings) as client:
+        try:
+            client.check_auth()
+        except AuthError as exc:
+            raise ConfigError(f"the API refused the key ({exc})") from None
+        except Unavailable as exc:
+            raise ConfigError(f"cannot reach the API at {settings.api_url} ({exc})") from None
+
+
+# -- the runtime -------------------------------------------------------------------------------
+class Refresher:
+    """New items every ``refresh`` s, a full re-list every ``full_resync`` s, and refresh on a lookup miss."""
+
+    def __init__(self, index: Index, client: HistoryClient, counters: Counters, refresh: float,
+                 full_resync: float, replay: Callable[[], object] = lambda: None) -> None:
+        self.index, self.client, self.counters = index, client, counters
+        self.refresh, self.full_every, self._replay = refresh, full_resync, replay
+        self._lock = threading.Lock()  # one refresh at a time
+        self._stop = threading.Event()
+        self._last_miss = 0.0  # guarded by _lock
+        self._thread: threading.Thread | None = None
+
+    def new_items(self) -> int:
+        newest = self.index.newest_date()
+        if newest is None:
+            return self.full()
+        with self._lock:
+            added = self.index.merge(self.client.iter_items(page_size=1000, date_after_unix=newest, sort_direction="desc"))
+        self.counters.add("refreshes")
+        self.counters.mark("last_refresh")
+        return added
+
+    def full(self) -> int:
+        with self._lock:
+            added, removed = self.index.replace_all(self.client.iter_items(page_size=1000))
+        self.index.set_meta("last_full_resync", str(time.time()))
+        self.counters.add("refreshes")
+        self.counters.mark("last_refresh")
+        self.counters.mark("last_full_resync")
+        log.info("full resync: %d new, %d removed, %d items", added, removed, len(self.index))
+        return added + removed
+
+    def on_miss(self) -> bool:
+        """A lookup missed: at most one bounded refresh per interval; True if items were added."""
+        with self._lock:
+            if time.monotonic() - self._last_miss < MISS_REFRESH_INTERVAL:
+                return False
+            self._last_miss = time.monotonic()
+        result: list[int] = []
+        t = threading.Thread(target=lambda: result.append(self._safely(self.new_items)), daemon=True)
+        t.start()
+        t.join(MISS_REFRESH_WAIT)
+        return bool(result and result[0] > 0)
+
+    def _safely(self, step: Callable[[], int]) -> int:
+        try:
+            return step()
+        except (ApiError, HistoryFSError) as exc:
+            self.counters.add("refresh_failures")
+            log.warning("refresh failed (the tree is kept as it is): %s", exc)
+        except Exception:
+            self.counters.add("refresh_failures")
+            log.exception("refresh failed")
+        return 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="historyfs-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        self._safely(lambda: int(self._replay() or 0))  # type: ignore[call-overload]
+        last_full = float(self.index.get_meta("last_full_resync") or 0)
+        self._safely(self.full if self.full_every and time.time() - last_full >= self.full_every else self.new_items)
+        last_new, last_full = time.monotonic(), time.monotonic()
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
+            if self.full_every and now - last_full >= self.full_every:
+                self._safely(self.full)
+                last_full = last_new = now
+            elif self.refresh and now - last_new >= self.refresh:
+                self._safely(self.new_items)
+                last_new = now
+
+
+class Runtime:
+    """The assembled mount, without FUSE: what ``serve`` runs and tests can build directly."""
+
+    def __init__(self, s: MountSettings) -> None:
+        config.ensure_private_dir(s.cache_dir)
+        self.cache = BlobCache(s.cache_dir / "blobs", max_size=s.cache_max_size)
+        try:
+            self.index = Index(s.cache_dir / "index.sqlite3", config.parse_tz(s.tz_name), scope_of(s.api_url, s.api_key))
+            self.client = make_client(s)
+        except BaseException:
+            self.cache.close()
+            raise
+        self.counters = Counters()
+        self.fetcher = Fetcher(self.cache, self.client, self.index, self.counters)
+        self.deletes = DeleteJournal(self.index, self.client, self.cache, self.counters)
+        self.refresher = Refresher(self.index, self.client, self.counters, s.refresh, s.full_resync, self.deletes.replay)
+        self.fs = HistoryFS(self.index, self.fetcher, self.deletes, s.options, stats=self.stats_json,
+                            on_miss=self.refresher.on_miss)
+
+    def load(self) -> int:
+        """The stored tree at once; a first mount lists everything before it goes live."""
+        if self.index.load() == 0:
+            self.refresher.full()
+        return len(self.index)
+
+    def start(self) -> None:
+        self.fetcher.start()
+        self.refresher.start()
+
+    def stats_json(self) -> bytes:
+        return stats_document(self.counters, {
+            "items": lambda: len(self.index),
+            "api": self.client.stats.snapshot,
+            "cache": self.cache.stats,
+            "cache_bytes": self.cache.total_bytes,
+            "downloads_in_flight": self.fetcher.in_flight,
+            "pending_deletes": lambda: len(self.deletes.pending()),
+            "open_files": self.fs.open_handles,
+        })
+
+    def close(self) -> None:
+        self.refresher.stop()
+        self.fetcher.stop()
+        for closer in (self.client.close, self.index.close, self.cache.close):
+            try:
+                closer()
+            except Exception:
+                log.debug("error while closing", exc_info=True)
+
+
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Threads started inside inherit a mask blocking SIGINT/SIGTERM/SIGHUP, so those signals reach
+    the main thread, where libfuse's handlers end the FUSE loop (a helper thread would swallow them)."""
+    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def fuse_kwargs(s: MountSettings) -> dict[str, object]:
+    """The FUSE mount options (see docs/SEMANTICS.md and the fuse notes for each reason)."""
+    opts: dict[str, object] = dict(
+        raw_fi=True, foreground=True, nothreads=False, attr_timeout=0, entry_timeout=30, negative_timeout=5,
+        use_ino=True, hard_remove=True, auto_unmount=True, fsname="historyfs", subtype="historyfs",
+        noatime=True, nodev=True, nosuid=True, max_background=64,
+    )
+    if not s.options.allow_delete or s.options.read_only:
+        opts["ro"] = True
+    if s.allow_other:
+        opts.update(allow_other=True, default_permissions=True)
+    for raw in s.fuse_options:
+        name, eq, value = raw.partition("=")
+        opts[name] = value if eq else True
+    return opts
+
+
+def serve(s: MountSettings, on_ready: Callable[[], None], runtime: Runtime | None = None) -> None:
+    """Mount and serve in this process until unmounted (FUSE in foreground mode)."""
+    from fuse import FUSE
+
+    from .fuse_ops import FuseOps
+
+    with signals_blocked():  # the cache's scan thread, the client's pool...
+        rt = runtime or Runtime(s)
+    try:
+        rt.load()
+
+        def init() -> None:
+            rt.start()
+            on_ready()
+
+        FUSE(FuseOps(rt.fs, on_init=init), str(s.mountpoint), **fuse_kwargs(s))
+    except RuntimeError:
+        raise HistoryFSError(f"FUSE could not mount {s.mountpoint} (see the log; is it busy?)") from None
+    finally:
+        rt.close()
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) we are ready, when run under it."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect("\0" + addr[1:] if addr.startswith("@") else addr)
+        sock.sendall(message.encode())
+
+
+def _daemonize(s: MountSettings) -> int:
+    """Fork; the child mounts and says "ready" (or its error) on a pipe; the parent relays it."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        with os.fdopen(r, "rb") as pipe:
+            answer = pipe.readline().decode(errors="replace").strip()
+        if answer == "ready":
+            return 0
+        os.waitpid(pid, 0)
+        raise HistoryFSError(answer.removeprefix("error: ") or "the mount process died before the mount was ready")
+    os.close(r)
+    os._exit(_child(s, w))
+
+
+def _child(s: MountSettings, w: int) -> int:
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+
+    def ready() -> None:
+        os.write(w, b"ready\n")
+        os.close(w)
+
+    try:
+        serve(s, ready)
+        return 0
+    except HistoryFSError as exc:
+        _tell(w, str(exc))
+    except Exception as exc:
+        log.exception("mount failed")
+        _tell(w, f"internal error: {exc.__class__.__name__}: {exc}")
+    return 1
+
+
+def _tell(w: int, message: str) -> None:
+    try:
+        os.write(w, f"error: {message}\n".encode())
+    except OSError:
+        pass  # already said "ready": the error is in the log
+
+
+def run_mount(args: argparse.Namespace) -> int:
+    s = settings_from_args(args)
+    check_fuse()
+    check_mountpoint(s.mountpoint, s.fuse_options)
+    check_api(s)
+    if not s.foreground:
+        return _daemonize(s)
+
+    def ready() -> None:
+        log.info("mounted at %s", s.mountpoint)
+        sd_notify("READY=1")
+
+    serve(s, ready)
+    return 0
+
+
+def run_unmount(args: argparse.Namespace) -> int:
+    path = Path(args.mountpoint).absolute()
+    fstype = _mounted_at(path)
+    if fstype is None:
+        raise ConfigError(f"not mounted: {path}")
+    if fstype != FSTYPE:
+        raise ConfigError(f"not a historyfs mount: {path} (it is {fstype})")
+    cmd = ["fusermount", "-u", *(["-z"] if args.lazy else []), str(path)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["fusermount failed"])[-1]
+        hint = "" if args.lazy else " (files open? try --lazy)"
+        raise ConfigError(f"cannot unmount {path}: {reason}{hint}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: historyfs mount")

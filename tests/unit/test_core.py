@@ -1,0 +1,242 @@
+"""HistoryFS without a kernel: paths, attributes, listing, open/read, xattrs, control files, deletes."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from historyfs.cache import BlobCache
+from historyfs.core import HistoryFS, Options
+from historyfs.deletes import DeleteJournal
+from historyfs.errors import Unavailable
+from historyfs.fetcher import Fetcher
+from historyfs.index import Index
+from historyfs.layout import Layout
+from historyfs.models import HistoryItem
+from tests.fixtures.mount import GatedSource, library_items
+from tests.unit.test_deletes import FakeApi
+
+UTC = ZoneInfo("UTC")
+
+
+@dataclass
+class World:
+    fs: HistoryFS
+    index: Index
+    source: GatedSource
+    api: FakeApi
+    items: list[HistoryItem]
+    fetcher: Fetcher
+
+    def path(self, item: HistoryItem, view: str = "by-date", kind: str = "audio") -> str:
+        return "/" + Layout(UTC).place_all(self.items)[item.history_item_id].relpath(view, kind)
+
+    def build(self, options: Options, on_miss=None) -> HistoryFS:  # type: ignore[no-untyped-def]
+        deletes = DeleteJournal(self.index, self.api, self.fetcher.cache)  # type: ignore[arg-type]
+        return HistoryFS(self.index, self.fetcher, deletes, options, stats=lambda: b'{"ok": 1}\n', on_miss=on_miss)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    items = library_items(30, seed=5)
+    index = Index(tmp_path / "i.db", UTC)
+    index.replace_all(items)
+    source = GatedSource({i.history_item_id: f"audio of {i.history_item_id}".encode() * 50 for i in items})
+    cache = BlobCache(tmp_path / "blobs")
+    fetcher = Fetcher(cache, source, index)
+    fetcher.start()
+    api = FakeApi(items)
+    w = World(HistoryFS(index, fetcher, None, Options()), index, source, api, items, fetcher)
+    try:
+        yield w
+    finally:
+        fetcher.stop()
+        cache.close()
+
+
+def _errno(fn, *args) -> int:  # type: ignore[no-untyped-def]
+    with pytest.raises(OSError) as info:
+        fn(*args)
+    return int(info.value.errno)
+
+
+def _cat(fs: HistoryFS, path: str) -> bytes:
+    opened = fs.open(path, os.O_RDONLY)
+    try:
+        return fs.read(opened.fh, 1 << 20, 0)
+    finally:
+        fs.release(opened.fh)
+
+
+def test_root_lists_both_views_and_the_control_folder(world: World) -> None:
+    assert world.fs.readdir("/") == [".", "..", ".historyfs", "by-date", "by-voice"]
+    assert world.fs.readdir("/.historyfs") == [".", "..", "stats.json"]
+
+
+def test_every_item_has_audio_and_sidecar_in_both_views(world: World) -> None:
+    for item in world.items:
+        for view in ("by-date", "by-voice"):
+            path = world.path(item, view)
+            parent, name = path.rsplit("/", 1)
+            listing = world.fs.readdir(parent)
+            assert name in listing and name.rsplit(".", 1)[0] + ".json" in listing
+    assert world.source.calls == []  # listing never downloads
+
+
+def test_attributes(world: World) -> None:
+    item = world.items[0]
+    a = world.fs.getattr(world.path(item))
+    assert stat.S_ISREG(a.mode) and stat.S_IMODE(a.mode) == 0o444
+    assert a.mtime == item.date_unix and a.size == 0  # size unknown before any open
+    assert a.ino == world.fs.getattr(world.path(item, "by-voice")).ino  # stable, the same in both views
+    assert a.ino != world.fs.getattr(world.path(item, kind="sidecar")).ino
+    side = world.fs.getattr(world.path(item, kind="sidecar"))
+    assert side.size == len(item.to_json_bytes())
+    d = world.fs.getattr("/by-date")
+    assert stat.S_ISDIR(d.mode) and stat.S_IMODE(d.mode) == 0o555
+    assert d.mtime == max(i.date_unix for i in world.items) and d.nlink >= 3
+
+
+def test_options_change_modes_and_owner(world: World) -> None:
+    fs = world.build(Options(allow_delete=True, uid=1234, gid=99, umask=0o027))
+    a = fs.getattr(world.path(world.items[0]))
+    assert stat.S_IMODE(a.mode) == 0o640 and (a.uid, a.gid) == (1234, 99)
+    assert stat.S_IMODE(fs.getattr("/by-voice").mode) == 0o750
+
+
+def test_missing_names_are_enoent(world: World) -> None:
+    assert _errno(world.fs.getattr, "/by-date/1999-01") == errno.ENOENT
+    assert _errno(world.fs.getattr, world.path(world.items[0]) + ".jpg") == errno.ENOENT
+    assert _errno(world.fs.getattr, "/nothing") == errno.ENOENT
+
+
+def test_open_reads_exact_bytes_and_learns_the_size(world: World) -> None:
+    item = world.items[1]
+    data = world.source.data[item.history_item_id]
+    opened = world.fs.open(world.path(item), os.O_RDONLY)
+    try:
+        assert world.fs.getattr(world.path(item), opened.fh).size == len(data)  # fstat answers from the handle
+        assert world.fs.read(opened.fh, 100, 10) == data[10:110]
+        assert world.fs.read(opened.fh, 100, len(data)) == b""
+        assert not opened.direct_io
+    finally:
+        world.fs.release(opened.fh)
+    assert world.fetcher.wait_idle(10)
+    assert world.fs.getattr(world.path(item, "by-voice")).size == len(data)  # learned: now stat knows it
+    again = world.fs.open(world.path(item), os.O_RDONLY)
+    assert again.keep_cache  # complete in the cache: let the kernel keep its pages
+    world.fs.release(again.fh)
+
+
+def test_sidecar_is_the_item_json(world: World) -> None:
+    item = world.items[2]
+    assert _cat(world.fs, world.path(item, kind="sidecar")) == item.to_json_bytes()
+
+
+def test_xattrs(world: World) -> None:
+    item = world.items[3]
+    path = world.path(item)
+    names = world.fs.listxattr(path)
+    assert "user.historyfs.item_id" in names
+    assert world.fs.getxattr(path, "user.historyfs.item_id") == item.history_item_id.encode()
+    if item.model_id:
+        assert world.fs.getxattr(path, "user.historyfs.model") == item.model_id.encode()
+    assert _errno(world.fs.getxattr, path, "user.nope") == errno.ENODATA
+    assert world.fs.listxattr("/by-date") == []
+
+
+def test_stats_file_is_generated_at_open_with_direct_io(world: World) -> None:
+    fs = world.build(Options())
+    opened = fs.open("/.historyfs/stats.json", os.O_RDONLY)
+    try:
+        assert opened.direct_io
+        assert json.loads(fs.read(opened.fh, 4096, 0)) == {"ok": 1}
+    finally:
+        fs.release(opened.fh)
+
+
+def test_wav_files_appear_with_formats_wav(world: World) -> None:
+    fs = world.build(Options(wav=True))
+    item = next(i for i in world.items if i.content_type == "audio/mpeg")
+    wav = world.path(item, kind="wav")
+    assert wav.rsplit("/", 1)[1] in fs.readdir(wav.rsplit("/", 1)[0])
+    assert _cat(fs, wav).startswith(b"RIFF")
+    assert (item.history_item_id, "wav") in world.source.calls
+    assert _errno(world.fs.getattr, wav) == errno.ENOENT  # not shown without --formats wav
+
+
+def test_changes_are_refused_with_eperm_or_erofs(world: World) -> None:
+    path = world.path(world.items[0])
+    assert _errno(world.fs.unlink, path) == errno.EPERM  # deletes not allowed
+    assert _errno(world.fs.open, path, os.O_WRONLY) == errno.EPERM
+    assert _errno(world.fs.refuse, path) == errno.EPERM
+    ro = world.build(Options(read_only=True, allow_delete=True))
+    assert _errno(ro.unlink, path) == errno.EROFS
+    assert _errno(ro.rmdir, "/by-date") == errno.EROFS
+    assert _errno(ro.open, path, os.O_RDWR) == errno.EROFS
+    assert world.api.calls == []
+
+
+def test_unlink_deletes_the_item_and_leaves_tombstones(world: World) -> None:
+    fs = world.build(Options(allow_delete=True))
+    item = world.items[4]
+    audio, sidecar = world.path(item), world.path(item, kind="sidecar")
+    fs.unlink(sidecar)  # rm -r removes the sidecar first: hidden, nothing remote
+    assert world.api.calls == [] and _errno(fs.getattr, sidecar) == errno.ENOENT
+    fs.unlink(audio)
+    assert world.api.calls == [("delete", item.history_item_id)]
+    assert _errno(fs.getattr, world.path(item, "by-voice")) == errno.ENOENT
+    fs.unlink(world.path(item, "by-voice", "sidecar"))  # a tombstone: succeeds, nothing sent
+    assert len(world.api.calls) == 1
+
+
+def test_rm_r_of_a_day_deletes_exactly_its_items(world: World) -> None:
+    fs = world.build(Options(allow_delete=True))
+    day = world.path(world.items[0]).rsplit("/", 2)[0]  # /by-date/MONTH/DAY
+    in_day = {i.history_item_id for i in world.items if world.path(i).startswith(day + "/")}
+    for voice in fs.readdir(day)[2:]:
+        for name in fs.readdir(f"{day}/{voice}")[2:]:
+            fs.unlink(f"{day}/{voice}/{name}")
+        fs.rmdir(f"{day}/{voice}")
+    fs.rmdir(day)
+    assert {c[1] for c in world.api.calls} == in_day
+    assert len(world.index) == len(world.items) - len(in_day)
+    assert _errno(fs.getattr, day) == errno.ENOENT
+
+
+def test_rmdir_of_a_non_empty_folder_is_enotempty(world: World) -> None:
+    fs = world.build(Options(allow_delete=True))
+    assert _errno(fs.rmdir, world.path(world.items[0]).rsplit("/", 1)[0]) == errno.ENOTEMPTY
+    assert _errno(fs.rmdir, "/by-date") == errno.EPERM
+
+
+def test_failed_remote_delete_keeps_the_file(world: World) -> None:
+    fs = world.build(Options(allow_delete=True))
+    world.api.fail = Unavailable("503")
+    path = world.path(world.items[5])
+    with pytest.raises(Unavailable):
+        fs.unlink(path)
+    assert fs.getattr(path).size == 0  # still there
+
+
+def test_a_missing_name_triggers_one_refresh(world: World) -> None:
+    new = library_items(31, seed=5)[-1:]  # not yet in the index
+    new_item = HistoryItem.from_json({**new[0].to_json(), "history_item_id": "NEWITEM0000000000001", "date_unix": 1_900_000_000})
+    calls: list[int] = []
+
+    def on_miss() -> bool:
+        calls.append(1)
+        return world.index.merge([new_item]) > 0
+
+    fs = world.build(Options(), on_miss=on_miss)
+    place = Layout(UTC).place_all([*world.items, new_item])[new_item.history_item_id]
+    assert fs.getattr("/" + place.relpath("by-voice")).mtime == new_item.date_unix
+    assert calls == [1]

@@ -1,0 +1,172 @@
+"""The fetcher: single-flight downloads, reads served as bytes arrive, truncation, read-ahead."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from historyfs.cache import BlobCache
+from historyfs.errors import Unavailable
+from historyfs.fetcher import Fetch, Fetcher, ReadAhead
+from tests.fixtures.mount import GatedSource
+
+DATA = {f"item{i}": bytes([i]) * 1000 + bytes(range(256)) * (i + 1) for i in range(6)}
+
+
+class Sizes:
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}
+
+    def set_size(self, key: str, size: int) -> None:
+        self.sizes[key] = size
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[tuple[Fetcher, GatedSource, BlobCache, Sizes]]:
+    cache = BlobCache(tmp_path / "blobs")
+    source, sizes = GatedSource(dict(DATA)), Sizes()
+    fetcher = Fetcher(cache, source, sizes)
+    fetcher.start()
+    try:
+        yield fetcher, source, cache, sizes
+    finally:
+        source.gate.set()
+        fetcher.stop()
+        cache.close()
+
+
+def _read_all(fetcher: Fetcher, key: str, item_id: str) -> bytes:
+    blob = fetcher.open(Fetch(key, item_id))
+    try:
+        return blob.read(0, blob.size + 10)
+    finally:
+        fetcher.close(blob, key)
+
+
+def test_open_downloads_once_then_serves_from_cache(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
+    fetcher, source, cache, sizes = parts
+    assert _read_all(fetcher, "item1.mp3", "item1") == DATA["item1"]
+    assert fetcher.wait_idle(10)
+    assert _read_all(fetcher, "item1.mp3", "item1") == DATA["item1"]
+    assert source.calls == [("item1", None)]
+    assert cache.get_path("item1.mp3") is not None
+    assert sizes.sizes["item1.mp3"] == len(DATA["item1"])
+    assert fetcher.counters.get("cache_hits") == 1 and fetcher.counters.get("cache_misses") == 1
+
+
+def test_concurrent_opens_share_one_download(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
+    fetcher, source, _, _ = parts
+    source.gate.clear()
+    results: list[bytes] = []
+    threads = [threading.Thread(target=lambda: results.append(_read_all(fetcher, "item2.mp3", "item2"))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    source.gate.set()
+    for t in threads:
+        t.join(10)
+    assert results == [DATA["item2"]] * 8
+    assert source.calls == [("item2", None)]
+
+
+def test_reads_are_served_as_soon_as_their_bytes_arrived(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
+    fetcher, source, _, _ = parts
+    source.gate.clear()  # only the first half arrives
+    blob = fetcher.open(Fetch("item3.mp3", "item3"))
+    try:
+        assert blob.size == len(DATA["item3"]) and not blob.complete
+        assert blob.read(0, 100) == DATA["item3"][:100]
+        source.gate.set()
+        assert blob.read(blob.size - 50, 100) == DATA["item3"][-50:]
+    finally:
+        fetcher.close(blob, "item3.mp3")
+
+
+def test_truncated_download_fails_readers_and_caches_nothing(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
+    fetcher, source, cache, sizes = parts
+    source.gate.clear()
+    source.truncate = True
+    blob = fetcher.open(Fetch("item4.mp3", "item4"))
+    try:
+        source.gate.set()
+        with pytest.raises(Unavailable):
+            blob.read(blob.size - 10, 10)
+    finally:
+        fetcher.close(blob, "item4.mp3")
+    assert fetcher.wait_idle(10)
+    assert cache.get_path("item4.mp3") is None
+    assert sizes.sizes["item4.mp3"] == len(DATA["item4"])  # the announced size, never the partial one
+    source.truncate = False  # a later open retries
+    assert _read_all(fetcher, "item4.mp3", "item4") == DATA["item4"]
+    assert len(source.calls) == 2
+
+
+def test_without_content_length_open_waits_for_the_whole_body(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
+    fetcher, source, _, _ = parts
+    source.no_length = True
+    blob = fetcher.open(Fetch("item5.mp3", "item5"))
+    try:
+        assert blob.complete and blob.size == len(DATA["item5"])
+    finally:
+        fetcher.close(blob, "item5.mp3")
+
+
+def test_api_failure_at_open_is_raised(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
+    fetcher, source, cache, _ = parts
+    source.fail = Unavailable("API down")
+    with pytest.raises(Unavailable):
+        fetcher.open(Fetch("item0.mp3", "item0"))
+    assert cache.get_path("item0.mp3") is None
+
+
+def test_wav_uses_the_download_endpoint(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
+    fetcher, source, _, _ = parts
+    blob = fetcher.open(Fetch("item1.wav", "item1", "wav"))
+    try:
+        assert blob.read(0, 4) == b"RIFF"
+    finally:
+        fetcher.close(blob, "item1.wav")
+    assert source.calls == [("item1", "wav")]
+
+
+def test_prefetch_fills_the_cache_in_the_background(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
+    fetcher, source, cache, _ = parts
+    fetcher.prefetch(Fetch("item2.mp3", "item2"))
+    assert fetcher.wait_idle(10)
+    assert fetcher.counters.get("prefetches") == 1
+    assert cache.get_path("item2.mp3") is not None
+    assert _read_all_cached(cache, "item2.mp3") == DATA["item2"]
+
+
+def _read_all_cached(cache: BlobCache, key: str) -> bytes:
+    path = cache.get_path(key)
+    assert path is not None
+    return Path(path).read_bytes()
+
+
+def _chain(n: int) -> list[Fetch]:
+    return [Fetch(f"k{i}", f"id{i}") for i in range(n)]
+
+
+def test_readahead_grows_its_window_on_sequential_opens() -> None:
+    queued: list[str] = []
+    ra = ReadAhead(lambda job: queued.append(job.key))
+    chain = _chain(100)
+    successors = lambda i: (lambda n: chain[i + 1 : i + 1 + n])  # noqa: E731
+    ra.opened("k0", successors(0))
+    assert queued == []  # one open is not a pattern
+    ra.opened("k1", successors(1))
+    assert queued == ["k2", "k3"]
+    ra.opened("k2", successors(2))
+    assert queued[2:] == ["k3", "k4", "k5", "k6"]
+
+
+def test_readahead_ignores_random_access() -> None:
+    queued: list[str] = []
+    ra = ReadAhead(lambda job: queued.append(job.key))
+    chain = _chain(100)
+    for i in (50, 3, 77, 20, 9):
+        ra.opened(f"k{i}", lambda n, i=i: chain[i + 1 : i + 1 + n])
+    assert queued == []
