@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.fake_api",
     "tests.fixtures.s3",
     "tests.fixtures.mount",
+    "tests.plugins.install",
 ]

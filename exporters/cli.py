@@ -1,0 +1,99 @@
+"""`historyfs export` and `historyfs exporters`: turn parsed arguments into a run, print the outcome.
+
+Arguments are defined in historyfs/cli.py; errors of the HistoryFSError tree propagate to its
+main(), which prints them as one line. Output: the dry-run plan or nothing on stdout, then a
+one-line summary (or ``--json``: one JSON object); progress bar on stderr when it is a TTY.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from historyfs.config import parse_size
+from historyfs.errors import ConfigError
+
+from .base import DestinationOptions
+from .progress import ProgressBar, human_bytes, wants_bar
+from .registry import available
+from .runner import ExportOptions, ExportSummary, export
+from .select import Selection
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """`historyfs exporters [--json]`: scheme, plugin target and origin of every installed exporter."""
+    regs = available()
+    if getattr(args, "json", False):
+        print(json.dumps([{"scheme": r.scheme, "plugin": r.target, "origin": r.origin} for r in regs], indent=2))
+        return 0
+    width = max(len(r.scheme) for r in regs)
+    for r in regs:
+        print(f"{r.scheme:<{width}}  {r.target}  ({r.origin})")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """`historyfs export DEST ...`; exit 1 when any item failed."""
+    opts = options_from_args(args)
+    bar = ProgressBar(sys.stderr) if wants_bar(sys.stderr, args.quiet) and not args.dry_run else None
+    try:
+        summary = export(args.dest, api_key_file=args.api_key_file, api_url=args.api_url, progress=bar, options=opts)
+    finally:
+        if bar is not None:
+            bar.finish()
+    report(summary, as_json=args.json)
+    return 1 if summary.failed else 0
+
+
+def options_from_args(args: argparse.Namespace) -> ExportOptions:
+    """ExportOptions from the export command's arguments."""
+    sel = Selection(tuple(args.voice), args.model, args.since, args.until, args.search, args.source, args.path)
+    return ExportOptions(sel, args.format, args.tz, args.delete, args.dry_run, args.jobs, args.cache_dir, destination_options(args))
+
+
+def destination_options(args: argparse.Namespace) -> DestinationOptions:
+    if args.sse_kms_key_id and args.sse != "aws:kms":
+        raise ConfigError("--sse-kms-key-id needs --sse aws:kms")
+    chunk = _multipart_size(getattr(args, "multipart_chunk_size", None))
+    return DestinationOptions(
+        endpoint_url=args.endpoint_url,
+        profile=args.profile,
+        region=args.region,
+        storage_class=args.storage_class,
+        sse=args.sse,
+        sse_kms_key_id=args.sse_kms_key_id,
+        checksum_mode=args.checksum_mode,
+        **({"multipart_threshold": chunk, "multipart_chunksize": chunk} if chunk else {}),
+    )
+
+
+def _multipart_size(text: str | None) -> int | None:
+    if text is None:
+        return None
+    size = parse_size(text)
+    if size < 5 * 1024 * 1024:
+        raise ConfigError(f"--multipart-chunk-size {text}: S3 parts are at least 5 MiB")
+    return size
+
+
+def report(summary: ExportSummary, *, as_json: bool) -> None:
+    """Print the plan (dry run) and the summary; per-item errors go to stderr."""
+    if as_json:
+        print(json.dumps(summary.to_json(), indent=2))
+        return
+    for line in summary.plan:
+        print(line)
+    for line in summary.errors:
+        print(f"historyfs export: failed: {line}", file=sys.stderr)
+    if summary.not_deleted:
+        print(f"historyfs export: {summary.not_deleted} objects not deleted because {summary.failed} items failed", file=sys.stderr)
+    if not summary.dry_run:
+        print(summary_line(summary))
+
+
+def summary_line(s: ExportSummary) -> str:
+    parts: list[Any] = [f"{s.selected} selected", f"{s.uploaded} uploaded", f"{s.skipped} up to date"]
+    parts += [f"{s.deleted} deleted", f"{s.failed} failed", human_bytes(s.bytes), f"{s.seconds:.1f} s"]
+    return "export: " + ", ".join(str(p) for p in parts)

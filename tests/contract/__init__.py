@@ -1,0 +1,1 @@
+"""Contract suites: behaviour shared by every implementation of an interface."""

@@ -1,0 +1,208 @@
+"""ExporterContract: the behaviour every exporter must have, as a mixin test class.
+
+An exporter's contract test is a subclass that provides one fixture, ``harness``, returning an
+object with: ``open() -> Exporter`` (a new exporter on the same, initially empty destination),
+``read(key) -> bytes | None`` (the stored object, read directly from the storage, not through
+the exporter) and ``write_foreign(key, data)`` (store an object behind the exporter's back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from typing import Protocol
+
+import pytest
+
+from exporters import Cancelled, DestinationError, Exporter, ItemUpload, get_exporter_class
+from exporters.base import MANIFEST_KEY
+
+ODD_KEY = "by-voice/Zoë ／ x/2026-11/2026-11-23/14-03-27 Hi: it's [ab] é #1 %20.mp3"
+
+
+class Harness(Protocol):
+    def open(self) -> Exporter: ...
+    def read(self, key: str) -> bytes | None: ...
+    def write_foreign(self, key: str, data: bytes) -> None: ...
+
+
+def audio_of(item_id: str, size: int = 3000) -> bytes:
+    """Deterministic distinct bytes per item."""
+    seed = hashlib.sha256(item_id.encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def upload(item_id: str, audio: bytes | None = None, *, key: str | None = None, chunk: int = 1000, fmt: str = "mp3") -> ItemUpload:
+    data = audio_of(item_id) if audio is None else audio
+    base = key or f"by-voice/Rachel/2026-11/2026-11-23/14-03-27 Hello [{item_id[:8]}].mp3"
+    stem = base.rsplit(".", 1)[0]
+    chunks = [data[i : i + chunk] for i in range(0, len(data), chunk)]
+    sidecar = f'{{"history_item_id": "{item_id}"}}\n'.encode()
+    return ItemUpload(item_id, base, stem + ".json", chunks, sidecar, "audio/mpeg", fmt)
+
+
+def failing_chunks(good: int) -> Iterator[bytes]:
+    for _ in range(good):
+        yield b"x" * 1000
+    raise OSError("stream broke")
+
+
+class ExporterContract:
+    """Mixin: subclass it with a ``harness`` fixture; every test must pass for every exporter."""
+
+    @pytest.fixture
+    def exporter(self, harness: Harness) -> Iterator[Exporter]:
+        exp = harness.open()
+        try:
+            yield exp
+        finally:
+            exp.close()
+
+    def test_scheme_is_registered_for_its_class(self, exporter: Exporter) -> None:
+        assert isinstance(type(exporter).scheme, str) and type(exporter).scheme
+        assert get_exporter_class(type(exporter).scheme) is type(exporter)
+
+    def test_fresh_destination_holds_nothing(self, exporter: Exporter) -> None:
+        exporter.check()
+        assert exporter.listing() == {}
+
+    def test_put_item_stores_audio_and_sidecar_and_lists_them(self, harness: Harness, exporter: Exporter) -> None:
+        up = upload("itemAAAAAAAAAAAAAAAA")
+        audio = audio_of("itemAAAAAAAAAAAAAAAA")
+        exporter.prepare()
+        entries = exporter.put_item(up)
+        held = exporter.listing()
+        assert held[up.audio_key].item_id == "itemAAAAAAAAAAAAAAAA"
+        assert held[up.audio_key].sha256 == hashlib.sha256(audio).hexdigest()
+        assert held[up.audio_key].size == len(audio) and held[up.audio_key].format == "mp3"
+        assert held[up.sidecar_key].size == len(up.sidecar)
+        assert entries == [held[up.audio_key], held[up.sidecar_key]]
+        assert harness.read(up.audio_key) == audio
+        assert harness.read(up.sidecar_key) == up.sidecar
+
+    def test_listing_survives_close_and_reopen(self, harness: Harness, exporter: Exporter) -> None:
+        up = upload("itemBBBBBBBBBBBBBBBB")
+        exporter.prepare()
+        exporter.put_item(up)
+        before = exporter.listing()
+        exporter.close()
+        again = harness.open()
+        try:
+            assert again.listing() == before
+            assert set(before) == {up.audio_key, up.sidecar_key}
+        finally:
+            again.close()
+
+    def test_manifest_is_not_listed(self, harness: Harness, exporter: Exporter) -> None:
+        exporter.prepare()
+        exporter.put_item(upload("itemCCCCCCCCCCCCCCCC"))
+        exporter.flush()
+        assert harness.read(MANIFEST_KEY) is not None
+        assert MANIFEST_KEY not in exporter.listing()
+
+    def test_many_small_chunks_are_reassembled(self, harness: Harness, exporter: Exporter) -> None:
+        data = audio_of("itemDDDDDDDDDDDDDDDD", 200_000)
+        up = upload("itemDDDDDDDDDDDDDDDD", data, chunk=997)
+        exporter.prepare()
+        exporter.put_item(up)
+        assert harness.read(up.audio_key) == data
+
+    def test_a_local_file_as_the_audio(self, harness: Harness, exporter: Exporter, tmp_path_factory: pytest.TempPathFactory) -> None:
+        data = audio_of("itemNNNNNNNNNNNNNNNN", 300_000)
+        path = tmp_path_factory.mktemp("src") / "blob"
+        path.write_bytes(data)
+        up = upload("itemNNNNNNNNNNNNNNNN")
+        exporter.prepare()
+        with open(path, "rb") as f:
+            up.audio = f
+            exporter.put_item(up)
+        assert harness.read(up.audio_key) == data
+        assert exporter.listing()[up.audio_key].sha256 == hashlib.sha256(data).hexdigest()
+
+    def test_broken_stream_leaves_nothing_visible(self, harness: Harness, exporter: Exporter) -> None:
+        up = upload("itemEEEEEEEEEEEEEEEE")
+        up.audio = failing_chunks(5)
+        exporter.prepare()
+        with pytest.raises(OSError, match="stream broke"):
+            exporter.put_item(up)
+        assert harness.read(up.audio_key) is None and harness.read(up.sidecar_key) is None
+        assert exporter.listing() == {}
+
+    def test_cancel_stops_before_storing(self, harness: Harness, exporter: Exporter) -> None:
+        up = upload("itemFFFFFFFFFFFFFFFF")
+        up.cancel.set()
+        exporter.prepare()
+        with pytest.raises(Cancelled):
+            exporter.put_item(up)
+        assert harness.read(up.audio_key) is None
+        assert exporter.listing() == {}
+
+    def test_put_again_replaces(self, harness: Harness, exporter: Exporter) -> None:
+        exporter.prepare()
+        exporter.put_item(upload("itemGGGGGGGGGGGGGGGG", b"first version"))
+        exporter.put_item(upload("itemGGGGGGGGGGGGGGGG", b"second, longer version"))
+        key = upload("itemGGGGGGGGGGGGGGGG").audio_key
+        assert harness.read(key) == b"second, longer version"
+        assert exporter.listing()[key].sha256 == hashlib.sha256(b"second, longer version").hexdigest()
+
+    def test_delete_removes_and_is_remembered(self, harness: Harness, exporter: Exporter) -> None:
+        keep, drop = upload("itemHHHHHHHHHHHHHHHH"), upload("itemIIIIIIIIIIIIIIII")
+        exporter.prepare()
+        exporter.put_item(keep)
+        exporter.put_item(drop)
+        exporter.delete([drop.audio_key, drop.sidecar_key])
+        assert harness.read(drop.audio_key) is None and harness.read(drop.sidecar_key) is None
+        assert set(exporter.listing()) == {keep.audio_key, keep.sidecar_key}
+        exporter.close()
+        again = harness.open()
+        try:
+            assert set(again.listing()) == {keep.audio_key, keep.sidecar_key}
+        finally:
+            again.close()
+
+    def test_foreign_objects_are_neither_listed_nor_deletable(self, harness: Harness, exporter: Exporter) -> None:
+        harness.write_foreign("by-voice/notes.txt", b"mine")
+        assert exporter.listing() == {}
+        with pytest.raises(DestinationError, match="not written by historyfs"):
+            exporter.delete(["by-voice/notes.txt"])
+        assert harness.read("by-voice/notes.txt") == b"mine"
+
+    def test_object_changed_behind_its_back_is_not_listed(self, harness: Harness, exporter: Exporter) -> None:
+        up = upload("itemJJJJJJJJJJJJJJJJ")
+        exporter.prepare()
+        exporter.put_item(up)
+        harness.write_foreign(up.audio_key, b"short")
+        assert up.audio_key not in exporter.listing()
+        assert up.sidecar_key in exporter.listing()
+
+    def test_odd_characters_in_keys(self, harness: Harness, exporter: Exporter) -> None:
+        up = upload("itemKKKKKKKKKKKKKKKK", b"odd", key=ODD_KEY)
+        exporter.prepare()
+        exporter.put_item(up)
+        assert harness.read(ODD_KEY) == b"odd"
+        assert ODD_KEY in exporter.listing()
+
+    def test_concurrent_puts(self, harness: Harness, exporter: Exporter) -> None:
+        ups = [upload(f"{n:08d}itemMMMMMMMMMMMM") for n in range(12)]
+        exporter.prepare()
+        threads = [threading.Thread(target=exporter.put_item, args=(u,)) for u in ups]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        held = exporter.listing()
+        assert all(held[u.audio_key].item_id == u.item_id for u in ups)
+        assert len(held) == 2 * len(ups)
+
+    def test_close_without_persist_records_nothing(self, harness: Harness, exporter: Exporter) -> None:
+        exporter.prepare()
+        exporter.put_item(upload("itemLLLLLLLLLLLLLLLL"))
+        exporter.close(persist=False)
+        exporter.close()  # a second close is a no-op
+        assert harness.read(MANIFEST_KEY) is None
+        again = harness.open()
+        try:
+            assert again.listing() == {}
+        finally:
+            again.close()

@@ -1,0 +1,1 @@
+"""A third-party exporter plugin (historyfs_testplugin/) and the fixture that installs it."""
