@@ -12,8 +12,10 @@ import argparse
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -26,8 +28,17 @@ log = logging.getLogger(__name__)
 DEFAULT_MOUNTPOINT = "historyfs-demo"
 
 
+def _command() -> str:
+    """How to call historyfs again: the running script's path when it is not on PATH (a venv)."""
+    exe = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    if exe and exe.name == "historyfs" and shutil.which("historyfs") != str(exe):
+        return shlex.quote(str(exe))
+    return "historyfs"
+
+
 def _instructions(mnt: Path, api_url: str, key: str) -> str:
-    q = f"'{mnt}'"
+    q = shlex.quote(str(mnt))
+    hfs = _command()
     return f"""historyfs demo: your demo history is mounted at {mnt}
   served by a local fake API at {api_url} (demo key: {key})
 
@@ -39,9 +50,9 @@ Try, in another terminal:
   cat "$(find {q}/by-date -name '*.json' | head -1)"
   cat {q}/.historyfs/stats.json
   rm "$(find {q}/by-date -name '*.mp3' | head -1)"        (deletes that item in the fake API)
-  HISTORYFS_API_URL={api_url} ELEVENLABS_API_KEY={key} historyfs export ./demo-export --voice Rachel
+  HISTORYFS_API_URL={api_url} ELEVENLABS_API_KEY={key} {hfs} export ./demo-export --voice Rachel
 
-Stop with Ctrl-C here, or: historyfs unmount {q}
+Stop with Ctrl-C here, or: {hfs} unmount {q}
 """
 
 
