@@ -1,8 +1,10 @@
 """Typed, immutable models of the History API's JSON: the only place that parses it.
 
 Everything past the client works with these frozen dataclasses, never with raw dicts.
-``HistoryItem.raw`` keeps the item exactly as the API sent it (read-only), because the
-metadata sidecar and exported metadata show "the full item as the API gives it".
+``HistoryItem.raw`` is the item exactly as the API sent it, as a deep read-only view, because the
+metadata sidecar and exported metadata show "the full item as the API gives it". The parsed dict
+itself is kept private and never handed out (``to_json`` gives a copy), so freezing it is done
+only when someone asks for ``raw``: listing 20,000 items does not pay for it.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def _thaw(v: Any) -> Any:
     """The inverse of ``_freeze``: plain JSON-ready dicts and lists."""
     if isinstance(v, Mapping):
         return {k: _thaw(x) for k, x in v.items()}
-    if isinstance(v, tuple):
+    if isinstance(v, (tuple, list)):
         return [_thaw(x) for x in v]
     return v
 
@@ -84,7 +86,8 @@ class HistoryItem:
     character_count_change_from: int = 0
     character_count_change_to: int = 0
     dialogue: tuple[DialogueLine, ...] = ()
-    raw: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    source_json: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """The parsed JSON object; private to this item (use ``raw`` or ``to_json``)."""
 
     @classmethod
     def from_json(cls, d: Any) -> HistoryItem:
@@ -125,7 +128,7 @@ class HistoryItem:
             character_count_change_from=_safe_int(d, "character_count_change_from"),
             character_count_change_to=_safe_int(d, "character_count_change_to"),
             dialogue=tuple(dialogue),
-            raw=_freeze(dict(d)),
+            source_json=dict(d),
         )
 
     @property
@@ -143,13 +146,21 @@ class HistoryItem:
             return self.text
         return next((line.text for line in self.dialogue if line.text), "")
 
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """The item as the API gave it: a deep read-only view."""
+        return _freeze(self._json())
+
+    def _json(self) -> Mapping[str, Any]:
+        return self.source_json or {"history_item_id": self.history_item_id, "date_unix": self.date_unix}
+
     def to_json(self) -> dict[str, Any]:
         """The item as the API gave it, as a fresh plain dict."""
-        return _thaw(self.raw) if self.raw else {"history_item_id": self.history_item_id}
+        return _thaw(self._json())
 
     def to_json_bytes(self) -> bytes:
         """The metadata sidecar's content: pretty, sorted, UTF-8, newline-terminated."""
-        return (json.dumps(self.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        return (json.dumps(self._json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, HistoryItem) and self.to_json() == other.to_json()
