@@ -14,6 +14,8 @@ The in-memory index {hash: (size, last_used)} is rebuilt on start by a backgroun
 (which also removes stale ``.part`` files), so a big cache never delays the mount; until the scan
 ends, lookups of unknown keys fall back to one ``stat``, and eviction waits for it. ``last_used``
 is kept in the blob's mtime (set explicitly, in ns), so the LRU order survives restarts.
+``make_room`` also gives back least-recently-used blobs when the disk itself runs short (other
+files filled it), so a full disk costs old blobs before it costs reads.
 
 Concurrency: one ``threading.Lock`` (``_lock``) guards ``_index``, ``_total``, ``_pins``,
 ``_live_parts``, ``_gone``, ``_clock`` and ``_counts``. It is held only for bookkeeping, never
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 
 DATA_DIR = "data"
 LOCK_FILE = "lock"
+#: Free space ``make_room`` keeps on the cache's disk besides the blob to come (SQLite, logs...).
+MIN_FREE_BYTES = 256 * 1024
 PART_SUFFIX = ".part"
 _HASH_LEN = 64
 
@@ -63,9 +67,10 @@ class _Entry:
 class BlobCache:
     """Complete blobs by key, bounded by ``max_size`` bytes (None: unbounded)."""
 
-    def __init__(self, root: Path | str, max_size: int | None = None) -> None:
+    def __init__(self, root: Path | str, max_size: int | None = None, min_free: int = MIN_FREE_BYTES) -> None:
         self.root = Path(root)
         self.max_size = max_size  # read-only
+        self.min_free = min_free  # read-only
         self._data = self.root / DATA_DIR  # read-only
         self._lock = threading.Lock()
         self._index: dict[str, _Entry] = {}
@@ -221,19 +226,27 @@ class BlobCache:
         """Delete least-recently-used unpinned blobs until total + needed <= max_size; bytes freed."""
         return self._evict(needed)
 
+    def make_room(self, needed: int = 0) -> int:
+        """``evict(needed)``, then more LRU blobs while the disk has under ``needed + min_free`` free."""
+        freed = self._evict(needed)
+        short = needed + self.min_free - _free_bytes(self._data)
+        if short > 0:
+            with self._lock:
+                victims = self._pick_victims_locked(short, None)
+            freed += _drop(self._data, victims)
+            log.info("cache disk short of %d bytes: gave back %d blobs", short, len(victims))
+        return freed
+
     def _evict(self, needed: int, keep: str | None = None) -> int:
         if self.max_size is None:
             return 0
         self._scanned.wait()
         with self._lock:
-            victims = self._pick_victims_locked(needed, keep)
-        for h, _size in victims:
-            _unlink(self._data / h[:2] / h)
-        return sum(size for _h, size in victims)
+            victims = self._pick_victims_locked(self._total + needed - self.max_size, keep)
+        return _drop(self._data, victims)
 
-    def _pick_victims_locked(self, needed: int, keep: str | None) -> list[tuple[str, int]]:
-        assert self.max_size is not None
-        excess = self._total + needed - self.max_size
+    def _pick_victims_locked(self, excess: int, keep: str | None) -> list[tuple[str, int]]:
+        """Unpinned blobs, least recently used first, until ``excess`` bytes; removed from the index."""
         if excess <= 0:
             return []
         victims = []
@@ -398,6 +411,22 @@ def _stat(entry: os.DirEntry[str]) -> os.stat_result | None:
         return entry.stat(follow_symlinks=False)
     except FileNotFoundError:
         return None
+
+
+def _drop(data: Path, victims: list[tuple[str, int]]) -> int:
+    """Unlink evicted blobs (already out of the index); bytes freed."""
+    for h, _size in victims:
+        _unlink(data / h[:2] / h)
+    return sum(size for _h, size in victims)
+
+
+def _free_bytes(folder: Path) -> int:
+    """Bytes an unprivileged writer may still use on ``folder``'s disk (huge if unknown)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
 
 
 def _unlink(path: Path) -> None:

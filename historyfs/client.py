@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from .config import DEFAULT_API_URL
-from .errors import ApiError, AuthError, TruncatedBody, Unavailable
+from .errors import ApiError, AuthError, OutcomeUnknown, TruncatedBody, Unavailable
 from .models import HistoryItem, HistoryPage
 from .protocol import ListFilters, Protocol, parse_json
 from .retry import RetryPolicy, is_retryable_status
@@ -119,12 +119,15 @@ class _Base:
         self.stats = CallStats()
         self._rng = random.Random(seed)
 
-    def _wait_or_raise(self, attempt: int, started: float, waited: float, error: ApiError) -> float:
+    def _wait_or_raise(self, request: httpx.Request, attempt: int, started: float, waited: float, error: ApiError) -> float:
         """The wait before retrying after ``error``, or raise it when retries are spent.
 
         Time spent counts the waits already planned as well as the clock, so the deadline
-        holds even where sleeping is cut short (tests) or the clock is coarse."""
+        holds even where sleeping is cut short (tests) or the clock is coarse. A DELETE whose
+        answer was lost is not repeated: the caller decides (it may have taken effect)."""
         retryable = isinstance(error, Unavailable) and (error.status is None or is_retryable_status(error.status))
+        if isinstance(error, OutcomeUnknown) and request.method == "DELETE":
+            retryable = False
         elapsed = max(time.monotonic() - started, waited)
         wait = self.retry.next_wait(attempt, elapsed, getattr(error, "retry_after", None), self._rng) if retryable else None
         if wait is None:
@@ -197,7 +200,7 @@ class HistoryClient(_Base):
                     error = self.protocol.error_for(request, response)
                 finally:
                     response.close()
-            wait = self._wait_or_raise(attempt, started, waited, error)
+            wait = self._wait_or_raise(request, attempt, started, waited, error)
             time.sleep(wait)
             attempt, waited = attempt + 1, waited + wait
 
@@ -304,7 +307,7 @@ class AsyncHistoryClient(_Base):
                     error = self.protocol.error_for(request, response)
                 finally:
                     await response.aclose()
-            wait = self._wait_or_raise(attempt, started, waited, error)
+            wait = self._wait_or_raise(request, attempt, started, waited, error)
             await asyncio.sleep(wait)
             attempt, waited = attempt + 1, waited + wait
 

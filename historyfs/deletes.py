@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Protocol
 
-from .errors import ApiError, NotFound, Unavailable
+from .errors import ApiError, NotFound, OutcomeUnknown, Unavailable
 from .index import Index
 from .stats import Counters
 
@@ -57,13 +57,21 @@ class DeleteJournal:
         with self._lock:
             self._set(item_id, "pending")
             try:
-                self.api.delete(item_id)
+                self._delete_once(item_id)
             except NotFound:
                 log.info("item %s was already deleted elsewhere", item_id)
             except BaseException:
                 self.index.execute("DELETE FROM journal WHERE id=?", (item_id,))
                 raise
             self._finish(item_id)
+
+    def _delete_once(self, item_id: str) -> None:
+        """DELETE, and when its answer was lost, ask whether it took effect (never send it twice)."""
+        try:
+            self.api.delete(item_id)
+        except OutcomeUnknown:
+            self.api.get(item_id)  # NotFound: it did take effect
+            raise
 
     def _finish(self, item_id: str) -> None:
         slim = self.index.remove(item_id)
@@ -94,5 +102,8 @@ class DeleteJournal:
             except NotFound:  # the DELETE did reach the API: never send it twice
                 self._finish(item_id)
                 return
-            self.api.delete(item_id)
+            try:
+                self._delete_once(item_id)
+            except NotFound:
+                pass
             self._finish(item_id)

@@ -13,7 +13,9 @@ once more into errno values; the CLI turns it into one line on stderr.
           ├── BadRequest         400/422: the request itself is wrong (validation)
           └── Unavailable        5xx, connection errors, timeouts, exhausted retries
                ├── RateLimited   429 (carries ``retry_after`` seconds when the server said)
-               └── TruncatedBody the body ended before Content-Length bytes arrived
+               ├── TruncatedBody the body ended before Content-Length bytes arrived
+               └── OutcomeUnknown the request went out but no answer came back: it may have
+                                  taken effect (never retried for DELETE, which must not repeat)
 
 No message in this tree ever contains the API key: the client builds messages from the
 status, the server's ``detail`` and the URL path, never from request headers.
@@ -90,3 +92,7 @@ class TruncatedBody(Unavailable):
         super().__init__(message)
         self.expected = expected
         self.received = received
+
+
+class OutcomeUnknown(Unavailable):
+    """The request was sent but the connection failed before an answer: it may have taken effect."""

@@ -5,6 +5,11 @@ readers use (a complete cached file, or a download still growing: a read waits o
 variable until its bytes have arrived), and the sequential read-ahead that prefetches the next
 items of a recursive copy. Knows nothing of paths or FUSE; sizes it learns go to a ``SizeSink``.
 
+A body cut short (``TruncatedBody``: the API has no Range requests) is asked for again, up to
+``RESUME_ATTEMPTS`` times while the download is younger than the deadline: the bytes already on
+disk are compared with the new body's start (items never change; a difference fails the download
+rather than serve mixed bytes), then the rest is appended, so readers just wait a little longer.
+
 Concurrency and lock order: ``Fetcher._lock`` (the in-flight map) -> ``Download.cond`` (one
 download's progress). ``ReadAhead._lock`` is a leaf. Downloads run on ``_demand`` (opened by a
 reader) or ``_prefetch`` (read-ahead) thread pools, started by ``start()`` (the mount calls it in
@@ -16,13 +21,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from .errors import Unavailable
+from .errors import TruncatedBody, Unavailable
 from .stats import Counters
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,10 @@ PREFETCH_WORKERS = 6
 MAX_WINDOW = 16
 #: Sequential readers tracked at once (e.g. several `cp -r` in parallel).
 MAX_STREAMS = 16
+#: Requests of one body at most, when it keeps being cut short (5% truncation: 3e-7 of giving up).
+RESUME_ATTEMPTS = 5
+#: Without a deadline from the source's retry policy, no new attempt starts after this many seconds.
+DEFAULT_DEADLINE = 60.0
 
 
 class Stream(Protocol):
@@ -50,6 +61,19 @@ class Source(Protocol):
     def audio(self, item_id: str) -> AbstractContextManager[Stream]: ...
 
     def download(self, item_ids: Sequence[str], output_format: str | None = None) -> AbstractContextManager[Stream]: ...
+
+
+class PartWriter(Protocol):
+    """A blob being written (``cache.PartialBlob``)."""
+
+    path: Path
+    written: int
+
+    def write(self, data: bytes) -> int: ...
+
+    def commit(self, expected_size: int | None = None) -> Path: ...
+
+    def abort(self) -> None: ...
 
 
 class SizeSink(Protocol):
@@ -138,11 +162,14 @@ class Blob:
 class Fetcher:
     """Opens blobs from the cache, downloading (once) what is missing."""
 
-    def __init__(self, cache: object, source: Source, sizes: SizeSink, counters: Counters | None = None) -> None:
-        self.cache = cache  # historyfs.cache.BlobCache (get_path, writer, pin, unpin, evict)
+    def __init__(self, cache: object, source: Source, sizes: SizeSink, counters: Counters | None = None,
+                 deadline: float | None = None) -> None:
+        self.cache = cache  # historyfs.cache.BlobCache (get_path, writer, pin, unpin, make_room)
         self.source = source
         self.sizes = sizes
         self.counters = counters or Counters()
+        # No new attempt at a body starts later than this after the first (default: the client's).
+        self.deadline = deadline or getattr(getattr(source, "retry", None), "deadline", None) or DEFAULT_DEADLINE
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when a download ends
         self._inflight: dict[str, Download] = {}  # guarded by _lock
@@ -254,7 +281,7 @@ class Fetcher:
         error: Exception | None = None
         try:
             size = self._fetch_into_cache(dl)
-            self.sizes.set_size(dl.job.key, size)
+            self._remember_size(dl.job.key, size)
         except Exception as exc:
             error = exc
             self.counters.add("downloads_failed")
@@ -266,25 +293,72 @@ class Fetcher:
                 self._idle.notify_all()
             self.counters.add("downloads_in_flight", -1)
 
+    def _remember_size(self, key: str, size: int) -> None:
+        """Sizes are hints for stat: failing to store one (a full disk) must not fail a read."""
+        try:
+            self.sizes.set_size(key, size)
+        except Exception as exc:
+            log.warning("cannot record the size of %s: %s", key, exc)
+
     def _fetch_into_cache(self, dl: Download) -> int:
-        cache = self.cache
-        with self._stream(dl.job) as stream:
-            if stream.content_length:
-                cache.evict(stream.content_length)  # type: ignore[attr-defined]
-            w = cache.writer(dl.job.key)  # type: ignore[attr-defined]
-            try:
-                dl.begin(stream.content_length, os.open(w.path, os.O_RDONLY))
-                if stream.content_length is not None:  # items never change: the size is known now
-                    self.sizes.set_size(dl.job.key, stream.content_length)
-                for chunk in stream.iter_bytes():
-                    w.write(chunk)
-                    dl.progress(len(chunk))
-                    self.counters.add("bytes_fetched", len(chunk))
-                w.commit(expected_size=stream.content_length)
-            except BaseException:
+        """Stream the body into a part file (asking again where it was cut short), then commit it."""
+        w: PartWriter | None
+        started, w = time.monotonic(), None
+        try:
+            for attempt in range(1, RESUME_ATTEMPTS + 1):
+                try:
+                    with self._stream(dl.job) as stream:
+                        w = w or self._begin(dl, stream)
+                        self._append(dl, stream, w)
+                    break
+                except TruncatedBody as exc:
+                    if w is None or attempt == RESUME_ATTEMPTS or time.monotonic() - started >= self.deadline:
+                        raise
+                    self.counters.add("download_resumes")
+                    log.info("download of %s cut short (%s): asking again", dl.job.key, exc)
+            assert w is not None
+            w.commit(expected_size=dl.size)
+        except BaseException:
+            if w is not None:
                 w.abort()
-                raise
-            return int(w.written)
+            raise
+        return w.written
+
+    def _begin(self, dl: Download, stream: Stream) -> PartWriter:
+        """Room in the cache, a part file, and the size: readers may attach from here on."""
+        self.cache.make_room(stream.content_length or 0)  # type: ignore[attr-defined]
+        w: PartWriter = self.cache.writer(dl.job.key)  # type: ignore[attr-defined]
+        try:
+            dl.begin(stream.content_length, os.open(w.path, os.O_RDONLY | os.O_CLOEXEC))
+        except BaseException:
+            w.abort()
+            raise
+        if stream.content_length is not None:  # items never change: the size is known now
+            self._remember_size(dl.job.key, stream.content_length)
+        return w
+
+    def _append(self, dl: Download, stream: Stream, w: PartWriter) -> None:
+        """Copy the body after what an earlier attempt wrote (that part must be byte-identical)."""
+        if stream.content_length != dl.size:
+            raise Unavailable(f"{dl.job.key}: the API changed the size on a retry ({dl.size} -> {stream.content_length})")
+        pos, have = 0, w.written
+        for chunk in stream.iter_bytes():
+            if pos < have:
+                skip = min(len(chunk), have - pos)
+                self._check_same(w.path, pos, chunk[:skip], dl.job.key)
+                pos, chunk = pos + skip, chunk[skip:]
+            if chunk:
+                w.write(chunk)
+                pos += len(chunk)
+                dl.progress(len(chunk))
+                self.counters.add("bytes_fetched", len(chunk))
+
+    @staticmethod
+    def _check_same(path: Path, offset: int, data: bytes, key: str) -> None:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            if f.read(len(data)) != data:
+                raise Unavailable(f"{key}: the API sent different bytes on a retry; not kept")
 
 
 class ReadAhead:

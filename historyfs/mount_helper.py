@@ -47,10 +47,16 @@ def translate(argv: Sequence[str]) -> list[str]:
     return ["mount", positional[1], *_flags(options)]
 
 
+#: Options that would carry the key itself: refused, never passed on (fusermount's argv is public).
+KEY_OPTIONS = {"api_key", "apikey", "key", "xi_api_key", "elevenlabs_api_key"}
+
+
 def _flags(options: list[str]) -> list[str]:
     out: list[str] = []
     for opt in options:
         name, eq, value = opt.partition("=")
+        if name.lower() in KEY_OPTIONS:
+            raise ValueError(f"the API key is never taken as a mount option ({name}=…): use api_key_file=FILE")
         if name in VALUED and eq:
             out += [VALUED[name], value]
         elif name in FLAGS and not eq:

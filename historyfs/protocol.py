@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from . import __version__
-from .errors import ApiError, AuthError, BadRequest, MalformedResponse, NotFound, RateLimited, Unavailable
+from .errors import ApiError, AuthError, BadRequest, MalformedResponse, NotFound, OutcomeUnknown, RateLimited, Unavailable
 from .retry import parse_retry_after
 
 SORT_DIRECTIONS = ("asc", "desc")
@@ -113,8 +113,11 @@ class Protocol:
         return ApiError(text, status=status, code=code)
 
     def transport_error(self, request: httpx.Request, exc: Exception) -> Unavailable:
+        """Unavailable for a failure before the request left (connect, pool), else OutcomeUnknown."""
         kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-        return Unavailable(self.redact(f"{request.method} {request.url.path}: connection {kind} ({exc.__class__.__name__}: {exc})"))
+        text = self.redact(f"{request.method} {request.url.path}: connection {kind} ({exc.__class__.__name__}: {exc})")
+        unsent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol))
+        return Unavailable(text) if unsent else OutcomeUnknown(text)
 
     def redact(self, text: str) -> str:
         """Belt and braces: no message may carry the key, whatever a server echoes."""

@@ -393,3 +393,35 @@ def test_disk_full_is_a_cache_error_and_nothing_corrupt_is_kept(tiny_fs: Path) -
         w.abort()
         put(c, "small", b"ok")
         assert c.get_path("small").read_bytes() == b"ok"  # type: ignore[union-attr]
+
+
+def _fill(folder: Path) -> None:
+    with open(folder / "filler", "wb", buffering=0) as f:
+        for size in (4096, 1):
+            try:
+                while True:
+                    f.write(b"f" * size)
+            except OSError:
+                pass
+
+
+def test_make_room_gives_back_lru_blobs_when_the_disk_runs_short(tiny_fs: Path) -> None:
+    with BlobCache(tiny_fs / "cache", min_free=0) as c:
+        assert c.wait_scanned(10)
+        for key in ("a", "b", "c"):
+            put(c, key, b"x" * 8192)
+        assert c.get_path("a") is not None  # LRU order now b, c, a
+        c.pin("b")
+        _fill(tiny_fs)  # someone else filled the disk
+        with pytest.raises(CacheError, match="disk is full"):
+            put(c, "d", b"y" * 8192)
+        assert c.make_room(8192) == 8192
+        assert (c.has("a"), c.has("b"), c.has("c")) == (True, True, False)  # pinned b stays; c was least recent
+        assert put(c, "d", b"y" * 8192).read_bytes() == b"y" * 8192
+        assert parts(tiny_fs) == []
+
+
+def test_make_room_keeps_everything_while_the_disk_has_space(cache: BlobCache) -> None:
+    assert cache.wait_scanned(10)
+    put(cache, "a", b"x" * 1000)
+    assert cache.make_room(1000) == 0 and cache.has("a")

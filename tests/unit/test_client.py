@@ -16,6 +16,7 @@ from historyfs.errors import (
     BadRequest,
     MalformedResponse,
     NotFound,
+    OutcomeUnknown,
     RateLimited,
     TruncatedBody,
     Unavailable,
@@ -417,3 +418,21 @@ def test_async_retries_and_truncation() -> None:
 def test_empty_key_is_refused() -> None:
     with pytest.raises(AuthError):
         HistoryClient("", BASE)
+
+
+def test_delete_whose_answer_was_lost_is_not_repeated(no_sleep: list[float]) -> None:
+    rec = Recorder([httpx.ReadError("connection reset by peer")])
+    with make_client(rec) as c, pytest.raises(OutcomeUnknown):
+        c.delete("item00001")
+    assert [r.method for r in rec.requests] == ["DELETE"]
+    rec = Recorder([httpx.ConnectError("refused"), httpx.Response(503, json={})])
+    with make_client(rec) as c:
+        c.delete("item00001")  # never reached the server, or refused by it: safe to retry
+    assert [r.method for r in rec.requests] == ["DELETE"] * 3
+
+
+def test_read_requests_whose_answer_was_lost_are_retried(no_sleep: list[float]) -> None:
+    rec = Recorder([httpx.ReadError("reset")])
+    with make_client(rec) as c:
+        assert c.get("item00001").history_item_id == "item00001"
+    assert len(rec.requests) == 2

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from historyfs.deletes import DeleteJournal
-from historyfs.errors import NotFound, Unavailable
+from historyfs.errors import NotFound, OutcomeUnknown, Unavailable
 from historyfs.index import Index
 from historyfs.models import HistoryItem
 from tests.fixtures.mount import library_items
@@ -107,3 +107,22 @@ def test_replay_keeps_pending_while_the_api_is_down(setup) -> None:  # type: ign
     api.fail = Unavailable("down")
     assert journal.replay() == 0
     assert journal.pending() == [item_id] and index.item(item_id) is not None
+
+
+def test_lost_answer_is_resolved_by_asking_not_by_repeating(setup) -> None:  # type: ignore[no-untyped-def]
+    index, api, _, journal, items = setup
+    took_effect, did_not = items[8].history_item_id, items[9].history_item_id
+
+    def lose_answer(item_id: str) -> None:
+        if item_id == took_effect:
+            del api.remote[item_id]  # the server deleted it, then the connection dropped
+        raise OutcomeUnknown("DELETE: connection failed (ReadError)")
+
+    api.on_delete = lose_answer
+    journal.delete(took_effect)
+    assert api.calls.count(("delete", took_effect)) == 1 and ("get", took_effect) in api.calls
+    assert index.item(took_effect) is None and journal.state(took_effect) == "done"
+    with pytest.raises(OutcomeUnknown):
+        journal.delete(did_not)
+    assert api.calls.count(("delete", did_not)) == 1
+    assert index.item(did_not) is not None and journal.state(did_not) is None

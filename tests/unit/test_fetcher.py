@@ -1,16 +1,19 @@
-"""The fetcher: single-flight downloads, reads served as bytes arrive, truncation, read-ahead."""
+"""The fetcher: single-flight downloads, reads served as bytes arrive, truncation and resume, read-ahead."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from historyfs.cache import BlobCache
-from historyfs.errors import Unavailable
-from historyfs.fetcher import Fetch, Fetcher, ReadAhead
+from historyfs.errors import TruncatedBody, Unavailable
+from historyfs.fetcher import RESUME_ATTEMPTS, Fetch, Fetcher, ReadAhead
 from tests.fixtures.mount import GatedSource
 
 DATA = {f"item{i}": bytes([i]) * 1000 + bytes(range(256)) * (i + 1) for i in range(6)}
@@ -84,7 +87,7 @@ def test_reads_are_served_as_soon_as_their_bytes_arrived(parts: tuple[Fetcher, G
         fetcher.close(blob, "item3.mp3")
 
 
-def test_truncated_download_fails_readers_and_caches_nothing(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
+def test_a_body_always_cut_short_fails_readers_and_caches_nothing(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
     fetcher, source, cache, sizes = parts
     source.gate.clear()
     source.truncate = True
@@ -97,10 +100,95 @@ def test_truncated_download_fails_readers_and_caches_nothing(parts: tuple[Fetche
         fetcher.close(blob, "item4.mp3")
     assert fetcher.wait_idle(10)
     assert cache.get_path("item4.mp3") is None
+    assert not list((cache.root / "data").glob("*/*.part"))
     assert sizes.sizes["item4.mp3"] == len(DATA["item4"])  # the announced size, never the partial one
-    source.truncate = False  # a later open retries
+    assert len(source.calls) == RESUME_ATTEMPTS  # asked again, then gave up
+    source.truncate = False  # a later open starts a new download
     assert _read_all(fetcher, "item4.mp3", "item4") == DATA["item4"]
-    assert len(source.calls) == 2
+    assert len(source.calls) == RESUME_ATTEMPTS + 1
+
+
+class FlakySource:
+    """Serves ``data``; the first ``cuts`` bodies stop after ``cut_at`` bytes; ``variant`` changes later bodies."""
+
+    def __init__(self, data: bytes, cuts: int, cut_at: int, variant: bytes | None = None) -> None:
+        self.data, self.cuts, self.cut_at, self.variant = data, cuts, cut_at, variant
+        self.calls = 0
+
+    @contextlib.contextmanager
+    def audio(self, item_id: str) -> Iterator[SimpleNamespace]:
+        self.calls += 1
+        body = self.data if self.calls == 1 or self.variant is None else self.variant
+        cut = self.calls <= self.cuts
+
+        def chunks(chunk_size: int = 65536) -> Iterator[bytes]:
+            end = self.cut_at if cut else len(body)
+            for i in range(0, end, 1000):
+                yield body[i : min(i + 1000, end)]
+            if cut:
+                raise TruncatedBody("cut", expected=len(body), received=end)
+
+        yield SimpleNamespace(content_length=len(body), iter_bytes=chunks)
+
+    def download(self, item_ids: list[str], output_format: str | None = None) -> contextlib.AbstractContextManager[SimpleNamespace]:
+        raise NotImplementedError
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[BlobCache]:
+    with BlobCache(tmp_path / "blobs") as c:
+        yield c
+
+
+def _fetch_with(cache: BlobCache, source: FlakySource, **kwargs: float) -> tuple[Fetcher, bytes | Exception]:
+    fetcher = Fetcher(cache, source, Sizes(), **kwargs)  # type: ignore[arg-type]
+    fetcher.start()
+    try:
+        return fetcher, _read_all(fetcher, "x.mp3", "x")
+    except Exception as exc:
+        return fetcher, exc
+    finally:
+        fetcher.wait_idle(10)
+        fetcher.stop()
+
+
+def test_a_body_cut_short_is_asked_again_and_resumed(cache: BlobCache) -> None:
+    data = bytes(range(256)) * 40
+    source = FlakySource(data, cuts=2, cut_at=3333)
+    fetcher, got = _fetch_with(cache, source)
+    assert got == data and source.calls == 3
+    assert fetcher.counters.get("download_resumes") == 2
+    assert Path(cache.get_path("x.mp3") or "").read_bytes() == data
+
+
+def test_a_retry_with_different_bytes_is_never_served_or_kept(cache: BlobCache) -> None:
+    data = bytes(range(256)) * 40
+    source = FlakySource(data, cuts=1, cut_at=5000, variant=bytes(len(data)))
+    _, got = _fetch_with(cache, source)
+    assert isinstance(got, Unavailable) and source.calls == 2
+    assert cache.get_path("x.mp3") is None and not list((cache.root / "data").glob("*/*.part"))
+
+
+def test_no_new_attempt_after_the_deadline(cache: BlobCache) -> None:
+    data = bytes(range(256)) * 40
+    source = FlakySource(data, cuts=1, cut_at=100)
+    _, got = _fetch_with(cache, source, deadline=1e-9)
+    assert isinstance(got, Unavailable) and source.calls == 1
+
+
+def test_a_failing_size_store_does_not_fail_the_read(cache: BlobCache) -> None:
+    class BrokenSizes:
+        def set_size(self, key: str, size: int) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    data = bytes(range(256)) * 4
+    fetcher = Fetcher(cache, FlakySource(data, cuts=0, cut_at=0), BrokenSizes())  # type: ignore[arg-type]
+    fetcher.start()
+    try:
+        assert _read_all(fetcher, "x.mp3", "x") == data
+        assert _read_all(fetcher, "x.mp3", "x") == data  # from the cache
+    finally:
+        fetcher.stop()
 
 
 def test_without_content_length_open_waits_for_the_whole_body(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
