@@ -18,6 +18,12 @@ format), the spooling of the audio stream (so the hash and size are known before
 the body: metadata such as S3's x-amz-meta-historyfs-sha256 can then be set on the object
 itself), and thread safety (``put_item`` is called from many threads at once).
 
+Large audio need not be spooled whole first: a store that can take a body as it arrives sets
+``_stream_threshold`` and implements ``_write_stream``; audio announced (``size_hint``) at or
+above the threshold is then handed over chunk by chunk while the base class hashes it on the
+way, so the upload overlaps the download. Its sha256 is recorded in the manifest; it is not
+known when the store starts the object, so ``ObjectInfo.sha256`` is "" for such a write.
+
 Keys are relative, '/'-separated paths under the destination, e.g.
 ``by-voice/Rachel/2026-11/2026-11-23/14-03-27 Hello [ja9xsmfG].mp3``.
 """
@@ -31,7 +37,7 @@ import shutil
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any, ClassVar
 
@@ -108,6 +114,7 @@ class ItemUpload:
     content_type: str
     format: str
     cancel: threading.Event = field(default_factory=threading.Event)
+    size_hint: int | None = None  # the audio's announced length (Content-Length), when known
 
 
 @dataclass(slots=True)
@@ -147,6 +154,27 @@ def hash_file(f: IO[bytes], cancel: threading.Event | None = None) -> Spooled:
         size += len(chunk)
     f.seek(0)
     return Spooled(f, digest.hexdigest(), size)
+
+
+class HashingChunks:
+    """Chunks passed through while their sha256 and total length are computed; Cancelled if ``cancel`` is set."""
+
+    def __init__(self, chunks: Iterable[bytes], cancel: threading.Event | None = None) -> None:
+        self._chunks, self._cancel = chunks, cancel
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            if self._cancel is not None and self._cancel.is_set():
+                raise Cancelled("transfer cancelled")
+            self._digest.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
 
 
 def spool_bytes(data: bytes) -> Spooled:
@@ -206,6 +234,18 @@ class Exporter(ABC):
     def _release(self) -> None:
         """Release connections and handles."""
 
+    def _stream_threshold(self) -> int | None:
+        """Audio announced at this many bytes or more goes to ``_write_stream`` (None: always spooled)."""
+        return None
+
+    def _write_stream(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
+        """Store ``chunks`` under ``key`` as they arrive, atomically (nothing visible unless all arrived).
+
+        ``info.sha256`` is "" and ``info.size`` only the announced length; an exception from
+        ``chunks`` (a cut download, a cancel) must leave nothing behind. Optional: only called
+        when ``_stream_threshold`` returns a size."""
+        raise NotImplementedError
+
     # -- the interface the runner uses -----------------------------------------------
     def check(self) -> None:
         """Fail early (one clear ConfigError) if the destination is unusable; changes nothing."""
@@ -224,12 +264,7 @@ class Exporter(ABC):
 
     def put_item(self, upload: ItemUpload) -> list[Entry]:
         """Store one item's audio (streamed) then its sidecar; record both in the manifest."""
-        source = upload.audio
-        audio = hash_file(source, upload.cancel) if isinstance(source, io.BufferedReader) else spool(source, upload.cancel)
-        try:
-            audio_entry = self._put(upload.audio_key, audio, upload, upload.content_type)
-        finally:
-            audio.file.close()
+        audio_entry = self._put_streamed(upload) if self._streams(upload) else self._put_spooled(upload)
         sidecar = spool_bytes(upload.sidecar)
         try:
             sidecar_entry = self._put(upload.sidecar_key, sidecar, upload, "application/json", "json")
@@ -285,16 +320,37 @@ class Exporter(ABC):
         self.close()
 
     # -- internals -------------------------------------------------------------------
+    def _streams(self, upload: ItemUpload) -> bool:
+        threshold = self._stream_threshold()
+        local_file = isinstance(upload.audio, io.BufferedReader)
+        return threshold is not None and not local_file and upload.size_hint is not None and upload.size_hint >= threshold
+
+    def _put_spooled(self, upload: ItemUpload) -> Entry:
+        source = upload.audio
+        audio = hash_file(source, upload.cancel) if isinstance(source, io.BufferedReader) else spool(source, upload.cancel)
+        try:
+            return self._put(upload.audio_key, audio, upload, upload.content_type)
+        finally:
+            audio.file.close()
+
+    def _put_streamed(self, upload: ItemUpload) -> Entry:
+        """The audio handed to the store as it arrives, hashed on the way; recorded once complete."""
+        chunks = HashingChunks(upload.audio, upload.cancel)
+        self._write_stream(upload.audio_key, chunks, ObjectInfo(upload.item_id, "", upload.size_hint or 0, upload.format, upload.content_type))
+        return self._record(upload.audio_key, Entry(upload.item_id, chunks.sha256, chunks.size, upload.format))
+
+    def _record(self, key: str, entry: Entry) -> Entry:
+        with self._lock:
+            self._load_manifest_locked()[key] = entry
+            self._dirty = True
+        return entry
+
     def _put(self, key: str, body: Spooled, upload: ItemUpload, content_type: str, fmt: str | None = None) -> Entry:
         if upload.cancel.is_set():
             raise Cancelled("transfer cancelled")
         info = ObjectInfo(upload.item_id, body.sha256, body.size, fmt or upload.format, content_type)
         self._write(key, body.file, info)
-        entry = Entry(upload.item_id, body.sha256, body.size, info.format)
-        with self._lock:
-            self._load_manifest_locked()[key] = entry
-            self._dirty = True
-        return entry
+        return self._record(key, Entry(upload.item_id, body.sha256, body.size, info.format))
 
     def _load_manifest_locked(self) -> dict[str, Entry]:
         if self._manifest is None:

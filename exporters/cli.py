@@ -50,7 +50,9 @@ def run_export(args: argparse.Namespace) -> int:
 def options_from_args(args: argparse.Namespace) -> ExportOptions:
     """ExportOptions from the export command's arguments."""
     sel = Selection(tuple(args.voice), args.model, args.since, args.until, args.search, args.source, args.path)
-    return ExportOptions(sel, args.format, args.tz, args.delete, args.dry_run, args.jobs, args.cache_dir, destination_options(args))
+    deadline = getattr(args, "api_deadline", None)
+    extra = {"api_deadline": deadline} if deadline is not None else {}
+    return ExportOptions(sel, args.format, args.tz, args.delete, args.dry_run, args.jobs, args.cache_dir, destination_options(args), **extra)
 
 
 def destination_options(args: argparse.Namespace) -> DestinationOptions:

@@ -5,10 +5,12 @@
 
 Order (everything that can be wrong with the input fails before the first transfer):
 open the destination (bad URL / unknown scheme) -> check it (bucket, credentials, endpoint) ->
-list the history once in full (layout placements must be computed over ALL items so collision
-suffixes match the mount's; voice names resolve here) -> resolve the selection -> one filtered
-listing when the API can filter server-side -> one listing of the destination -> plan -> either
-print the plan (dry run) or transfer, then delete (only if nothing failed), then write the manifest.
+one listing of the destination; at the same time, on the calling thread: list the history once in
+full (layout placements must be computed over ALL items so collision suffixes match the mount's;
+voice names resolve here) -> resolve the selection -> one filtered listing when the API can filter
+server-side. Then plan -> either print the plan (dry run) or transfer, then delete (only if
+nothing failed), then write the manifest. When both sides fail, the destination's error is the
+one reported (it is checked first in spirit: a bad bucket needs no API call to be seen).
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from historyfs.client import HistoryClient
+from historyfs.client import HistoryClient, RetryPolicy
 from historyfs.config import load_api_key, parse_tz, resolve_api_url
-from historyfs.errors import ConfigError
+from historyfs.errors import ConfigError, HistoryFSError
 from historyfs.layout import Layout
 
-from .base import DestinationOptions, Exporter
+from .base import DestinationOptions, Entry, Exporter
 from .plan import Plan, Task, make_plan, make_task
 from .progress import Progress, ProgressCallback
 from .registry import open_destination
@@ -52,6 +54,7 @@ class ExportOptions:
     jobs: int = 8
     cache_dir: str | None = None
     destination: DestinationOptions = field(default_factory=DestinationOptions)
+    api_deadline: float = 60.0  # seconds an API call may take, retries included; then its item fails
 
 
 @dataclass(slots=True)
@@ -90,8 +93,10 @@ def export(
     """Mirror a selection of the history to ``dest``; keyword arguments are ExportOptions fields or Selection fields."""
     opts = build_options(options, kwargs)
     started = time.monotonic()
-    with open_checked(dest, opts) as exporter, _client(client, api_key, api_key_file, api_url, opts.jobs) as api:
-        summary = _run(exporter, api, opts, progress)
+    with open_listed(dest, opts) as destination, _client(client, api_key, api_key_file, api_url, opts) as api:
+        tasks = _select(api, opts, destination)
+        exporter, held = destination.result()
+        summary = _run(exporter, held, tasks, api, opts, progress)
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -118,41 +123,64 @@ def _validate(opts: ExportOptions) -> None:
         raise ConfigError(f"bad format {opts.format!r}: expected mp3 or wav")
     if not 1 <= opts.jobs <= 256:
         raise ConfigError(f"bad --jobs {opts.jobs}: expected 1..256")
+    if not 0 < opts.api_deadline <= 86_400:
+        raise ConfigError(f"bad --api-deadline {opts.api_deadline}: expected seconds, more than 0")
+
+
+Listed = tuple[Exporter, dict[str, Entry]]
 
 
 @contextmanager
-def open_checked(dest: str, opts: ExportOptions) -> Iterator[Exporter]:
-    """The destination's exporter, checked (ConfigError before any transfer); closed at the end."""
+def open_listed(dest: str, opts: ExportOptions) -> Iterator[Future[Listed]]:
+    """The destination's exporter opened, checked (ConfigError before any transfer) and listed on
+    a thread of its own, so that its start-up and listing overlap the API's; closed at the end."""
     dest_opts = DestinationOptions(**{**asdict(opts.destination), "max_concurrency": max(opts.destination.max_concurrency, opts.jobs)})
-    exporter = open_destination(dest, dest_opts)
-    try:
-        exporter.check()
-        yield exporter
-    finally:
-        exporter.close(persist=not opts.dry_run)  # a dry run writes nothing, not even the manifest
+    opened: list[Exporter] = []
+
+    def open_and_list() -> Listed:
+        opened.append(open_destination(dest, dest_opts))
+        opened[0].check()
+        return opened[0], opened[0].listing()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="destination") as pool:
+        future = pool.submit(open_and_list)
+        try:
+            yield future
+        finally:
+            wait([future])
+            if opened:
+                opened[0].close(persist=not opts.dry_run)  # a dry run writes nothing, not even the manifest
 
 
 @contextmanager
-def _client(client: HistoryClient | None, key: str | None, key_file: str | None, url: str | None, jobs: int) -> Iterator[HistoryClient]:
+def _client(client: HistoryClient | None, key: str | None, key_file: str | None, url: str | None, opts: ExportOptions) -> Iterator[HistoryClient]:
     if client is not None:
         yield client
         return
     api_key = key or load_api_key(key_file)
     assert api_key is not None
-    with HistoryClient(api_key, resolve_api_url(url), max_connections=max(32, jobs * 2)) as owned:
+    retry = RetryPolicy(deadline=opts.api_deadline)
+    with HistoryClient(api_key, resolve_api_url(url), retry=retry, max_connections=max(32, opts.jobs * 2)) as owned:
         yield owned
 
 
-def _run(exporter: Exporter, api: HistoryClient, opts: ExportOptions, progress: ProgressCallback | None) -> ExportSummary:
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="listing") as pool:
-        held = pool.submit(exporter.listing)  # the destination's listing overlaps the API's
-        tasks = select_tasks(api, opts)
-        plan = make_plan(tasks, held.result(), delete=opts.delete)
+def _select(api: HistoryClient, opts: ExportOptions, destination: Future[Listed]) -> list[Task]:
+    """select_tasks; when it fails, a failure of the destination is reported instead (it is the one to fix first)."""
+    try:
+        return select_tasks(api, opts)
+    except HistoryFSError:
+        destination.result()
+        raise
+
+
+def _run(exporter: Exporter, held: dict[str, Entry], tasks: list[Task], api: HistoryClient, opts: ExportOptions, progress: ProgressCallback | None) -> ExportSummary:
+    plan = make_plan(tasks, held, delete=opts.delete)
     summary = ExportSummary(selected=plan.selected, skipped=plan.up_to_date, dry_run=opts.dry_run)
     if opts.dry_run:
         summary.plan = plan.lines()
         return summary
-    exporter.prepare()
+    if plan.uploads or plan.deletes:
+        exporter.prepare()  # "before the first change": a run that changes nothing skips it (a killed run's debris comes with unrecorded items, so with uploads)
     _transfer(exporter, api, plan, opts, progress, summary)
     _delete(exporter, plan, summary)
     return summary

@@ -1,32 +1,39 @@
 """S3Exporter: mirror into ``s3://bucket/prefix`` on AWS or any S3-compatible store (boto3).
 
-Uploads go through one shared s3transfer TransferManager (multipart above the threshold, parts
-in parallel). Each object carries user metadata x-amz-meta-historyfs-item-id, -sha256 (of its
-bytes) and -format; the hash is known before the upload starts because the base class spools
-the audio first (memory, or a temp file above 4 MiB). A PUT or a completed multipart upload is
-atomic, so no partial object is ever visible; on Ctrl-C ``abort`` cancels the manager, which
-aborts its multipart uploads, and ``prepare`` aborts stale uploads an earlier (killed) run left
-under the prefix in the exporter's namespace (by-voice/, by-date/, the manifest).
-Credentials come from the standard boto3 chain (env, profile, instance role), never from argv.
+Each object carries user metadata x-amz-meta-historyfs-item-id, -format and, when known before
+the upload starts, -sha256 (of its bytes). Small objects are one PutObject; objects of at least
+the multipart threshold go through ``s3_multipart.PartUploader`` (parts in parallel, bounded
+memory). Audio streamed from the API at or above the threshold is uploaded while it downloads
+(the base class hashes it on the way; its sha256 is then in the manifest, not in the metadata).
+A PUT or a completed multipart upload is atomic, so no partial object is ever visible; on
+Ctrl-C ``abort`` stops every upload at its next part and aborts its multipart upload, and
+``prepare`` aborts stale uploads an earlier (killed) run left under the prefix in the
+exporter's namespace (by-voice/, by-date/, the manifest).
+A run lists the prefix ONCE (ListObjectsV2 through boto3's paginator: keys and sizes) and reads
+the manifest; it never sends a HEAD per object.
+Credentials come from the standard chain (env, profile, instance role), never from argv.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-import boto3
+import boto3.session
 import botocore.exceptions as bce
-from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 
 from historyfs.errors import ConfigError, HistoryFSError
 
-from .base import MANIFEST_KEY, DestinationError, DestinationOptions, Exporter, ObjectInfo
+from .base import MANIFEST_KEY, Cancelled, DestinationError, DestinationOptions, Exporter, ObjectInfo
+from .s3_multipart import PartUploader
+
+log = logging.getLogger(__name__)
 
 #: Top-level folders of the exporter's keys: uploads left unfinished there are ours to abort.
 OWNED_ROOTS = ("by-voice/", "by-date/", MANIFEST_KEY)
@@ -34,6 +41,12 @@ META_ITEM_ID, META_SHA256, META_FORMAT = "historyfs-item-id", "historyfs-sha256"
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
 _DELETE_BATCH = 1000  # the DeleteObjects maximum
 _NO_UPLOAD_LISTING = ("NoSuchUpload", "NotImplemented")  # rclone serve s3 says NoSuchUpload when none
+#: botocore "standard" retries (throttling and 5xx, connection resets, cut responses) with
+#: exponential backoff: 8 attempts ride out about 20 s of a flaky or briefly unreachable store.
+MAX_ATTEMPTS = 8
+CONNECT_TIMEOUT, READ_TIMEOUT = 10, 60  # seconds; a stalled store is a failed attempt, never a hang
+READ_ATTEMPTS = 4  # reads of the manifest whose body is cut short (botocore does not retry those)
+_BODY_ERRORS = (bce.ResponseStreamingError, bce.IncompleteReadError, bce.ReadTimeoutError, bce.ConnectionClosedError)
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -78,37 +91,41 @@ class S3Exporter(Exporter):
         self.bucket, self.prefix = parse_s3_url(url)
         self.endpoint_url = self.options.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
         self.client = self._make_client()
-        self._manager: Any = None
-        self._manager_lock = threading.Lock()  # guards _manager and _in_flight
-        self._in_flight: set[Any] = set()  # s3transfer TransferFutures not finished yet
+        self._uploader: PartUploader | None = None
+        self._uploader_lock = threading.Lock()  # guards _uploader
+        self._aborted = threading.Event()  # abort() was called: item uploads are refused
 
     # -- setup -----------------------------------------------------------------------
     def _make_client(self) -> Any:
         o = self.options
         try:
-            session = boto3.session.Session(profile_name=o.profile, region_name=o.region)
+            session = boto3.session.Session(profile_name=o.profile)
+            return session.client("s3", region_name=o.region, endpoint_url=self.endpoint_url, config=self._config())
         except bce.ProfileNotFound:
             raise ConfigError(f"AWS profile {o.profile!r} not found") from None
-        checksum = {"request_checksum_calculation": o.checksum_mode, "response_checksum_validation": o.checksum_mode} if o.checksum_mode else {}
-        config = Config(
-            max_pool_connections=max(16, o.max_concurrency * 2),
-            retries={"mode": "standard", "max_attempts": 3},
-            connect_timeout=10,
-            s3={"addressing_style": "path"} if self.endpoint_url else {},
-            **checksum,
-        )
-        try:
-            return session.client("s3", endpoint_url=self.endpoint_url, config=config)
         except ValueError as exc:
             raise ConfigError(f"bad S3 endpoint URL {self.endpoint_url!r}: {exc}") from None
 
-    def _transfer(self) -> Any:
-        with self._manager_lock:
-            if self._manager is None:
+    def _config(self) -> Config:
+        o = self.options
+        checksum = {"request_checksum_calculation": o.checksum_mode, "response_checksum_validation": o.checksum_mode} if o.checksum_mode else {}
+        return Config(
+            max_pool_connections=max(16, o.max_concurrency * 2),
+            signature_version="s3v4",
+            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            s3={"addressing_style": "path"} if self.endpoint_url else {},
+            **checksum,
+        )
+
+    def _parts(self) -> PartUploader:
+        with self._uploader_lock:
+            if self._uploader is None:
                 o = self.options
-                cfg = TransferConfig(multipart_threshold=o.multipart_threshold, multipart_chunksize=o.multipart_chunksize, max_concurrency=o.max_concurrency)
-                self._manager = create_transfer_manager(self.client, cfg)
-            return self._manager
+                checksums = getattr(self.client.meta.config, "request_checksum_calculation", "when_supported") == "when_supported"
+                self._uploader = PartUploader(self.client, o.multipart_chunksize, o.max_concurrency, o.max_concurrency, checksums=checksums)
+            return self._uploader
 
     def _key(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
@@ -137,10 +154,23 @@ class S3Exporter(Exporter):
         return sizes
 
     def _read(self, key: str) -> bytes | None:
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return self._read_once(key)
+            except _BODY_ERRORS as exc:
+                # botocore retries the request, not the reading of a streamed body cut short
+                if attempt == READ_ATTEMPTS:
+                    raise self._fail(exc, f"read of {key}") from None
+                log.info("reading %s again after: %s", key, exc.__class__.__name__)
+        raise AssertionError("unreachable")
+
+    def _read_once(self, key: str) -> bytes | None:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
             with body:
                 return bytes(body.read())
+        except _BODY_ERRORS:
+            raise
         except bce.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
@@ -149,24 +179,35 @@ class S3Exporter(Exporter):
             raise self._fail(exc, f"read of {key}") from None
 
     def _write(self, key: str, body: IO[bytes], info: ObjectInfo) -> None:
-        future = self._transfer().upload(body, self.bucket, self._key(key), extra_args=self._extra_args(info))
-        with self._manager_lock:
-            self._in_flight.add(future)
+        if info.size < self.options.multipart_threshold:
+            self._store(key, [body.read()], info)
+        else:
+            self._store(key, iter(lambda: body.read(self.options.multipart_chunksize), b""), info)
+
+    def _stream_threshold(self) -> int | None:
+        return self.options.multipart_threshold
+
+    def _write_stream(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
+        self._store(key, chunks, info)
+
+    def _store(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
+        """One object from ``chunks``: a PutObject, or a multipart upload when it spans parts."""
+        cancel = self._aborted if info.item_id is not None else None  # the manifest is still written
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"upload of {key} cancelled")
         try:
-            future.result()
+            self._parts().upload(self.bucket, self._key(key), chunks, self._extra_args(info), cancel)
         except (bce.BotoCoreError, bce.ClientError) as exc:
             raise self._fail(exc, f"upload of {key}") from None
-        except Exception as exc:  # s3transfer wraps failures (S3UploadFailedError, CancelledError)
-            raise DestinationError(f"S3 upload of {key} failed: {exc.__class__.__name__}: {exc}") from None
-        finally:
-            with self._manager_lock:
-                self._in_flight.discard(future)
+        except Cancelled:
+            raise Cancelled(f"upload of {key} cancelled") from None
 
     def _extra_args(self, info: ObjectInfo) -> dict[str, Any]:
         o = self.options
         args: dict[str, Any] = {"ContentType": info.content_type}
         if info.item_id is not None:
-            args["Metadata"] = {META_ITEM_ID: info.item_id, META_SHA256: info.sha256, META_FORMAT: info.format}
+            meta = {META_ITEM_ID: info.item_id, META_SHA256: info.sha256, META_FORMAT: info.format}
+            args["Metadata"] = {k: v for k, v in meta.items() if v}  # sha256 is "" when streamed
         if o.storage_class and info.item_id is not None:
             args["StorageClass"] = o.storage_class
         if o.sse:
@@ -210,22 +251,14 @@ class S3Exporter(Exporter):
         return found
 
     def _abort(self) -> None:
-        """Cancel every upload in flight; s3transfer then aborts their multipart uploads.
-
-        (Not ``TransferManager.shutdown(cancel=True)``: s3transfer passes its message as the
-        exception type there and fails.)"""
-        with self._manager_lock:
-            futures, manager, self._manager = list(self._in_flight), self._manager, None
-        for future in futures:
-            future.cancel()
-        if manager is not None:
-            manager.shutdown()
+        """Stop every item upload at its next part; their multipart uploads are aborted."""
+        self._aborted.set()
 
     def _release(self) -> None:
-        with self._manager_lock:
-            manager, self._manager = self._manager, None
-        if manager is not None:
-            manager.shutdown()
+        with self._uploader_lock:
+            uploader, self._uploader = self._uploader, None
+        if uploader is not None:
+            uploader.close()
         close = getattr(self.client, "close", None)
         if close is not None:
             close()

@@ -1,8 +1,9 @@
 """Moving items: stream each item's audio (API, or a mount's disk cache) into the exporter, many at once.
 
-One ``HistoryClient`` (one connection pool) is shared by ``jobs`` worker threads. An item whose
-stream fails transiently (Unavailable, TruncatedBody) is retried a few times; other errors fail
-that item only. Ctrl-C sets the cancel event (workers stop between chunks), aborts the
+One ``HistoryClient`` (one connection pool) is shared by ``jobs`` worker threads. The client
+retries every request itself (within its deadline) except a body cut short after its first byte
+(TruncatedBody): only that is retried here, a few times. Any other error fails that item only,
+so an item never takes much longer than the client's deadline (no retry of a retry). Ctrl-C sets the cancel event (workers stop between chunks), aborts the
 exporter's in-flight transfers, and lets completed items be recorded. The manifest is flushed
 every ``FLUSH_SECONDS`` so that even a killed run leaves most of its work recorded.
 """
@@ -14,13 +15,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from historyfs.client import HistoryClient
-from historyfs.errors import HistoryFSError, Unavailable
+from historyfs.errors import HistoryFSError, TruncatedBody
 
 from .base import Cancelled, Exporter, ItemUpload
 from .plan import Task
@@ -28,9 +29,9 @@ from .progress import Progress
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 3  # per item, on transient API failures (the client already retried each request)
+ATTEMPTS = 3  # per item, on bodies cut short (the client retried everything else already)
 RETRY_PAUSE = 0.5  # seconds, times the attempt number
-FLUSH_SECONDS = 10.0
+FLUSH_SECONDS = 2.0  # a killed run loses at most this much recorded work (the objects stay; a re-run re-uploads them)
 WAV_CONTENT_TYPE = "audio/wav"
 
 
@@ -69,6 +70,7 @@ class Mover:
     def __init__(self, exporter: Exporter, client: HistoryClient, progress: Progress, cancel: threading.Event, cache_dir: Path | None = None) -> None:
         self.exporter, self.client, self.progress = exporter, client, progress
         self.cancel, self.cache_dir = cancel, cache_dir
+        self._flushed = time.monotonic()  # when the manifest was last persisted (used by the run's loop only)
 
     def move(self, task: Task) -> int:
         """Transfer ``task`` (retrying transient failures); returns the audio bytes stored."""
@@ -77,7 +79,7 @@ class Mover:
                 return self._move_once(task)
             except Cancelled:
                 raise
-            except Unavailable as exc:
+            except TruncatedBody as exc:
                 if attempt == ATTEMPTS or self.cancel.is_set():
                     raise
                 log.info("retrying %s after: %s", task.item.history_item_id, exc)
@@ -87,27 +89,34 @@ class Mover:
     def _move_once(self, task: Task) -> int:
         if self.cancel.is_set():
             raise Cancelled("transfer cancelled")
-        with self._source(task) as (audio, content_type):
-            upload = ItemUpload(task.item.history_item_id, task.audio_key, task.sidecar_key, audio, task.sidecar, content_type, task.format, self.cancel)
+        with self._source(task) as (audio, content_type, size):
+            upload = ItemUpload(task.item.history_item_id, task.audio_key, task.sidecar_key, audio, task.sidecar, content_type, task.format, self.cancel, size)
             entries = self.exporter.put_item(upload)
         if isinstance(audio, io.BufferedReader):
             self.progress.add_bytes(entries[0].size)
         return entries[0].size
 
     @contextmanager
-    def _source(self, task: Task) -> Iterator[tuple[Iterable[bytes], str]]:
-        """The audio and its content type: the cached file itself, or chunks of the download or audio endpoint."""
+    def _source(self, task: Task) -> Iterator[tuple[Iterable[bytes], str, int | None]]:
+        """The audio, its content type and announced size: the cached file itself, or chunks of the download or audio endpoint."""
         item = task.item
         cached = open_cached(self.cache_dir, task.cache_key)
         if cached is not None:
             with cached:
-                yield cached, WAV_CONTENT_TYPE if task.transcode else item.content_type
+                yield cached, WAV_CONTENT_TYPE if task.transcode else item.content_type, None
         elif task.transcode:
             with self.client.download([item.history_item_id], output_format="wav") as stream:
-                yield self._counted(stream.iter_bytes()), WAV_CONTENT_TYPE
+                yield self._counted(stream.iter_bytes()), WAV_CONTENT_TYPE, stream.content_length
         else:
             with self.client.audio(item.history_item_id) as stream:
-                yield self._counted(stream.iter_bytes()), stream.content_type or item.content_type
+                yield self._counted(stream.iter_bytes()), stream.content_type or item.content_type, stream.content_length
+
+    def flush_every(self, seconds: float) -> None:
+        """Persist the exporter's manifest if ``seconds`` passed since the last time (called by the run's loop only)."""
+        now = time.monotonic()
+        if now - self._flushed >= seconds:
+            self.exporter.flush()
+            self._flushed = now
 
     def _counted(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
@@ -116,20 +125,23 @@ class Mover:
 
 
 def run_all(tasks: Sequence[Task], mover: Mover, jobs: int) -> tuple[int, int, list[str]]:
-    """Run every task on ``jobs`` threads; (uploaded, audio bytes, error lines). Ctrl-C cancels cleanly."""
+    """Run every task on ``jobs`` threads; (uploaded, audio bytes, error lines). Ctrl-C cancels cleanly.
+
+    What finished is recorded (the manifest flushed) every ``FLUSH_SECONDS`` even while long
+    transfers are still running, so a killed run leaves its completed items recorded."""
     uploaded, nbytes, errors = 0, 0, []
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="export")
-    last_flush = time.monotonic()
     try:
         futures: dict[Future[int], Task] = {pool.submit(mover.move, t): t for t in tasks}
-        for fut in as_completed(futures):
-            ok, n, err = _outcome(fut, futures[fut])
-            uploaded, nbytes = uploaded + ok, nbytes + n
-            errors += [err] if err else []
-            mover.progress.item_done(bool(ok))
-            if time.monotonic() - last_flush > FLUSH_SECONDS:
-                mover.exporter.flush()
-                last_flush = time.monotonic()
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
+            for fut in done:
+                ok, n, err = _outcome(fut, futures[fut])
+                uploaded, nbytes = uploaded + ok, nbytes + n
+                errors += [err] if err else []
+                mover.progress.item_done(bool(ok))
+            mover.flush_every(FLUSH_SECONDS)
     except BaseException:
         _cancel(pool, mover)
         raise

@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     e.add_argument("--jobs", "-j", type=int, default=8, help="transfers at once (default 8)")
     e.add_argument("--cache-dir", metavar="DIR", help="read audio from a mount's cache folder when present")
+    e.add_argument("--api-deadline", metavar="SECONDS", type=float, default=60.0, help="give up an API call (retries included) after SECONDS; that item then fails and a re-run does it (default 60)")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s3 = e.add_argument_group("S3")
