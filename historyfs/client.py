@@ -8,7 +8,6 @@ never caches. Errors are those of ``errors``; no message carries the API key.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import threading
 import time
@@ -286,6 +285,8 @@ class AsyncHistoryClient(_Base):
         self._http = httpx.AsyncClient(timeout=self._timeout(timeout), limits=self._limits(max_connections), transport=transport, follow_redirects=True)
 
     async def _send(self, endpoint: str, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        import asyncio  # here, not at the top: the sync client (mount, export) never pays for it
+
         started, attempt, waited = time.monotonic(), 0, 0.0
         while True:
             try:

@@ -408,11 +408,11 @@ def test_async_retries_and_truncation() -> None:
         assert len(rec.requests) == 2
 
     original = asyncio.sleep
-    client_mod.asyncio.sleep = sleep  # type: ignore[assignment]
+    asyncio.sleep = sleep  # type: ignore[assignment]
     try:
         asyncio.run(main())
     finally:
-        client_mod.asyncio.sleep = original  # type: ignore[assignment]
+        asyncio.sleep = original  # type: ignore[assignment]
 
 
 def test_empty_key_is_refused() -> None:
