@@ -19,7 +19,7 @@ import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .deletes import DeleteJournal
 from .fetcher import Fetch, Fetcher, ReadAhead
@@ -46,11 +46,11 @@ class Options:
     uid: int = field(default_factory=os.getuid)
     gid: int = field(default_factory=os.getgid)
     umask: int = 0o022
+    xattrs: bool = False  # --xattrs: user.historyfs.* extended attributes (costs `ls -l` two round trips a file)
 
 
-@dataclass(frozen=True, slots=True)
-class Attr:
-    """A stat result (seconds for times; the adapter converts)."""
+class Attr(NamedTuple):
+    """A stat result (seconds for times; the adapter converts). A tuple: built on every getattr."""
 
     mode: int
     size: int
@@ -89,9 +89,8 @@ class BytesReader:
         pass
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
-    """What a path names: a folder, an item file, or a control file."""
+class Node(NamedTuple):
+    """What a path names: a folder, an item file, or a control file (a tuple: built on every lookup)."""
 
     parts: tuple[str, ...]
     folder: Folder | None = None
@@ -135,7 +134,8 @@ class HistoryFS:
 
     # -- resolution -----------------------------------------------------------------------
     def resolve(self, path: str) -> Node:
-        parts = tuple(p for p in path.split("/") if p)
+        parts = tuple(path[1:].split("/")) if path.startswith("/") and "//" not in path and path != "/" \
+            else tuple(p for p in path.split("/") if p)  # FUSE paths are "/a/b": the first form
         node = self._lookup(parts)
         if node is None and self._on_miss is not None and parts and parts[0] in VIEWS and self._on_miss():
             node = self._lookup(parts)
@@ -148,13 +148,13 @@ class HistoryFS:
             if len(parts) == 1:
                 return Node(parts, folder=Folder())
             return Node(parts, kind="control") if parts[1:] == (STATS_FILE,) else None
-        folder = self.index.folder(parts)
+        parent = self.index.folder(parts[:-1]) if parts else None
+        folder = parent.dirs.get(parts[-1]) if parent is not None else self.index.root if not parts else None
         if folder is not None:
             return Node(parts, folder=folder)
-        if len(parts) != FILE_DEPTH or parts[0] not in VIEWS:
+        if parent is None or len(parts) != FILE_DEPTH or parts[0] not in VIEWS:
             return None
-        parent = self.index.folder(parts[:-1])
-        found = self._file_in(parent, parts[-1]) if parent is not None else None
+        found = self._file_in(parent, parts[-1])
         if found is None or (found[0].history_item_id, found[1]) in self._hidden:
             return None
         return Node(parts, slim=found[0], kind=found[1])
@@ -212,40 +212,42 @@ class HistoryFS:
         if node.slim is None:
             return 0  # control files are generated at open (direct_io)
         if node.kind == SIDECAR:
-            return node.slim.sidecar_size
+            return self.index.sidecar_size(node.slim)
         return self.index.size(self.key_of(node.slim, node.kind)) or 0
 
     # -- listing --------------------------------------------------------------------------
     def readdir(self, path: str) -> list[str]:
-        return [name for name, _, _ in self.entries(path)]
+        return [name for name, _ in self.entries(path)]
 
-    def entries(self, path: str) -> list[tuple[str, bool, int]]:
-        """A folder's (name, is_folder, inode): ".", "..", then sorted by name (d_type and d_ino for free)."""
+    def entries(self, path: str) -> list[tuple[str, bool]]:
+        """A folder's (name, is_folder): ".", "..", then sorted by name (d_type for free: no stat per entry)."""
         node = self.resolve(path)
         if node.folder is None:
             raise fail(errno.ENOTDIR, path)
-        here = "/".join(node.parts)
-        dirs = [*node.folder.dirs, CONTROL] if not node.parts else list(self.index.names(node.folder)[0])
-        named = [(d, True, ino_of("d:" + "/".join((*node.parts, d)))) for d in dirs]
+        dirs = [*node.folder.dirs, CONTROL] if not node.parts else self.index.names(node.folder)[0]
+        named = [(d, True) for d in dirs]
         if node.parts == (CONTROL,):
-            named.append((STATS_FILE, False, ino_of(f"c:{CONTROL}/{STATS_FILE}")))
+            named.append((STATS_FILE, False))
         elif node.parts:
             named += self._files(node.folder)
-        return [(".", True, ino_of("d:" + here)), ("..", True, 1), *sorted(named)]
+        named.sort()
+        return [(".", True), ("..", True), *named]
 
-    def _files(self, folder: Folder) -> list[tuple[str, bool, int]]:
+    def _files(self, folder: Folder) -> list[tuple[str, bool]]:
         with self._lock:
             hidden = set(self._hidden)
-        return [(n, False, ino_of(f"{slim.history_item_id}:{kind}")) for _, slim in self.index.names(folder)[1]
-                for n, kind in self._names(slim) if (slim.history_item_id, kind) not in hidden]
+        return [(n, False) for _, slim in self.index.names(folder)[1] for n, kind in self._names(slim)
+                if not hidden or (slim.history_item_id, kind) not in hidden]
 
     # -- xattrs ---------------------------------------------------------------------------
     def listxattr(self, path: str) -> list[str]:
-        """The names, without reading the item (``ls -l`` asks for every file)."""
+        """The names, without reading the item; none without ``--xattrs``."""
         node = self.resolve(path)
-        return [XATTR_PREFIX + k for k in XATTR_FIELDS] if node.slim is not None else []
+        return [XATTR_PREFIX + k for k in XATTR_FIELDS] if node.slim is not None and self.opts.xattrs else []
 
     def getxattr(self, path: str, name: str) -> bytes:
+        if not self.opts.xattrs:
+            raise fail(errno.ENOTSUP, path)
         node = self.resolve(path)
         if node.slim is None or not name.startswith(XATTR_PREFIX):  # e.g. ACL and SELinux probes: no I/O
             raise fail(errno.ENODATA, path)
@@ -295,8 +297,7 @@ class HistoryFS:
         return Opened(fh, keep_cache, direct_io)
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
-        with self._lock:
-            handle = self._handles.get(fh)
+        handle = self._handles.get(fh)  # one dict read is atomic: no lock on the hot path
         if handle is None:
             raise fail(errno.EBADF)
         return handle.reader.read(offset, size)

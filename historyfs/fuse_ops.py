@@ -4,14 +4,26 @@ Owns the translation of ``historyfs.errors`` and ``OSError`` into errno values (
 of ``core.Attr`` into fusepy's stat dicts (nanoseconds: ``use_ns``), and of ``raw_fi`` file info
 structs (``fi.fh``, ``fi.keep_cache``, ``fi.direct_io``). Every change the mount does not support
 answers EROFS (read-only mount) or EPERM, never fusepy's EINVAL fallback.
+
+Speed (measured on `ls -lR`, see scripts/bench_mount): every FUSE request is a round trip into
+Python, so the adapter keeps that trip short. Operations whose answer is a constant are not
+registered at all (libfuse answers them in C, or the kernel stops asking after one ENOSYS);
+without ``--xattrs`` getxattr is not registered either, so the kernel's first ENOSYS stops the
+per-file security.selinux and POSIX ACL probes of `ls -l` (listxattr, which `ls` does not call,
+answers an empty list, so `rsync -X` and `cp -a` see "no attributes", not an error); and each libfuse worker
+thread keeps its Python thread state (``ThreadStates``) instead of creating one per request.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import functools
 import logging
+import os
 import stat
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -19,6 +31,7 @@ from fuse import FuseOSError, Operations
 
 from .core import Attr, HistoryFS
 from .errors import AuthError, HistoryFSError, NotFound, Unavailable
+from .stats import Counters
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,6 +40,83 @@ _NS = 1_000_000_000
 #: folder by d_ino, and hashed numbers would scramble the name order the read-ahead recognises.
 _DIR = {"st_mode": stat.S_IFDIR, "st_ino": 0xFFFFFFFF}
 _FILE = {"st_mode": stat.S_IFREG, "st_ino": 0xFFFFFFFF}
+
+
+#: Operations the fusepy base class answers with a constant: left out of the op table so they never
+#: reach Python (libfuse answers opendir/releasedir itself; for the others the kernel's first ENOSYS
+#: means "always succeed" and it stops sending them).
+_CONSTANT_OPS = ("access", "flush", "fsync", "fsyncdir", "opendir", "releasedir", "ioctl", "readlink")
+#: Registered only with --xattrs.
+_XATTR_OPS = ("getxattr",)
+#: Most libfuse worker threads whose Python thread state is kept at once (~20 KB each).
+MAX_KEPT_THREAD_STATES = 64
+#: Shortest time between two sweeps for the kept states of threads that have ended.
+REAP_INTERVAL = 1.0
+
+_api = ctypes.pythonapi
+_api.PyThreadState_Get.restype = ctypes.c_void_p
+_api.PyThreadState_Clear.argtypes = [ctypes.c_void_p]
+_api.PyThreadState_Delete.argtypes = [ctypes.c_void_p]
+
+
+class ThreadStates:
+    """Keep one Python thread state per libfuse worker thread instead of one per request.
+
+    A ctypes callback on a thread Python did not start creates a thread state on entry and
+    destroys it on exit (``PyGILState_Ensure``/``Release``): a gettid, mmap and munmap per FUSE
+    request, measured at 15-20 us of a 35 us `stat` round trip. One extra ``PyGILState_Ensure``
+    on the thread, never released, keeps its state for the next requests (pybind11 does the same).
+    libfuse2 ends idle workers beyond 10, so the states of ended threads are freed by a sweep
+    (``reap``: their /proc/self/task entry is gone) and at most ``limit`` are kept at once.
+    Python's own threads are never touched: Python frees their state when they end.
+    """
+
+    def __init__(self, limit: int = MAX_KEPT_THREAD_STATES) -> None:
+        self._local = threading.local()  # lives in the thread state, so it survives only if kept
+        self._lock = threading.Lock()
+        self._kept: dict[int, int] = {}  # PyThreadState* -> native thread id; guarded by _lock
+        self._limit = limit
+        self._last_reap = 0.0  # guarded by _lock
+
+    def keep(self) -> None:
+        """Keep the calling thread's state (cheap when already kept: one attribute read)."""
+        if getattr(self._local, "kept", False):
+            return
+        self._local.kept = True
+        if threading.get_ident() in threading._active:  # type: ignore[attr-defined]  # a Python thread
+            return
+        with self._lock:
+            if len(self._kept) >= self._limit and time.monotonic() - self._last_reap >= REAP_INTERVAL:
+                self._reap_locked()
+            if len(self._kept) < self._limit:
+                _api.PyGILState_Ensure()
+                self._kept[int(_api.PyThreadState_Get())] = threading.get_native_id()
+
+    def reap(self) -> int:
+        """Free the kept states of threads that have ended; returns how many."""
+        with self._lock:
+            return self._reap_locked()
+
+    def _reap_locked(self) -> int:
+        self._last_reap = time.monotonic()
+        ended = [ts for ts, tid in self._kept.items() if not os.path.exists(f"/proc/self/task/{tid}")]
+        for ts in ended:
+            del self._kept[ts]
+            _api.PyThreadState_Clear(ts)
+            _api.PyThreadState_Delete(ts)
+        return len(ended)
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+
+_thread_states = ThreadStates()
+
+
+def kept_thread_states() -> int:
+    """How many libfuse worker threads keep their Python thread state (for stats.json)."""
+    _thread_states.reap()
+    return len(_thread_states)
 
 
 def errno_of(exc: BaseException) -> int:
@@ -43,8 +133,12 @@ def errno_of(exc: BaseException) -> int:
 def fuse_errors(func: F) -> F:
     """Map every exception of an operation to an errno (unexpected ones are logged with a traceback)."""
 
+    name = func.__name__
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _thread_states.keep()
+        args[0].counters.add(name)
         try:
             return func(*args, **kwargs)
         except OSError as exc:
@@ -80,8 +174,11 @@ class FuseOps(Operations):  # type: ignore[misc]
     use_ns = True
 
     def __init__(self, fs: HistoryFS, on_init: Callable[[], None] = lambda: None,
-                 on_destroy: Callable[[], None] = lambda: None) -> None:
+                 on_destroy: Callable[[], None] = lambda: None, counters: Counters | None = None) -> None:
         self.fs, self._on_init, self._on_destroy = fs, on_init, on_destroy
+        self.counters = counters if counters is not None else Counters()  # calls by operation
+        for name in _CONSTANT_OPS + (() if fs.opts.xattrs else _XATTR_OPS):
+            setattr(self, name, None)  # fusepy registers only what getattr(ops, name) finds
 
     def init(self, path: str) -> None:
         try:
@@ -99,7 +196,7 @@ class FuseOps(Operations):  # type: ignore[misc]
     @fuse_errors
     def readdir(self, path: str, fh: Any) -> list[tuple[str, dict[str, int], int]]:
         """Names with their type, so `find -type f` and `ls` need no stat per entry (d_type)."""
-        return [(name, _DIR if is_dir else _FILE, 0) for name, is_dir, _ in self.fs.entries(path)]
+        return [(name, _DIR if is_dir else _FILE, 0) for name, is_dir in self.fs.entries(path)]
 
     @fuse_errors
     def open(self, path: str, fi: Any) -> int:

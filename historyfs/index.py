@@ -1,15 +1,21 @@
 """The mount's persistent tree: slim item records in RAM, their JSON and learned sizes in SQLite.
 
 Owns: the ``index.sqlite3`` database in the cache folder (WAL; tables ``items``, ``sizes``,
-``meta``; ``deletes.py`` adds ``journal`` to the same file), the in-memory records (``Slim``:
+``meta``; ``deletes.py`` adds ``journal`` to the same file), the in-memory records (``tree.Slim``:
 only what a path, a stat and the layout need; no raw JSON, so 100,000 items stay small) and the
-two views built from them with ``historyfs.layout``. Never touches the network: callers feed it
+two views built from them with ``historyfs.layout`` (as ``tree.Folder`` trees). Never touches the network: callers feed it
 items (``merge`` / ``replace_all``) and it answers lookups from memory.
+
+Listed items reach RAM (and so the mount) first; their sidecars are encoded and stored by a
+writer thread that runs behind the listing (at most ``WRITE_BACKLOG`` batches, so memory stays
+bounded) and overlaps the network waits. Until its batch is written an item's sidecar size is
+unknown (-1): ``sidecar_size`` and ``sidecar`` wait for the writer (``flush``) in that case.
 
 Concurrency and lock order: ``_update`` (serialises writers: merge, replace_all, remove; held
 during a whole rebuild) -> ``_tree`` (short: swapping the root, pruning folders, snapshotting a
 folder's names) -> ``_db`` (the SQLite connection). Readers take no lock for a lookup (dict reads
 are atomic under the GIL; a rebuild swaps in a new tree) and ``_tree`` to copy a folder's names.
+The writer thread takes only ``_db``; ``flush`` may be called with ``_update`` held.
 """
 
 from __future__ import annotations
@@ -17,21 +23,25 @@ from __future__ import annotations
 import ctypes
 import gc
 import hashlib
+import logging
+import queue
 import sqlite3
 import sys
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 
-from .layout import TEXT_SOURCE_CHARS, Layout
+from .layout import Layout
 from .models import HistoryItem
+from .tree import VIEWS, Folder, Slim, intern_opt, insert, unlink, walk_after
 
-VIEWS = ("by-date", "by-voice")
-#: The layout never reads more than this much of display_text (memory: 100,000 items).
-DISPLAY_TEXT_LIMIT = TEXT_SOURCE_CHARS
+__all__ = ["VIEWS", "Folder", "Index", "Slim", "scope_of"]
 
+log = logging.getLogger(__name__)
+
+#: Listed batches (of 1,000 items) the SQLite writer may lag behind the listing.
+WRITE_BACKLOG = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     id TEXT PRIMARY KEY, date_unix INTEGER NOT NULL, content_type TEXT NOT NULL,
@@ -40,60 +50,6 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE TABLE IF NOT EXISTS sizes (key TEXT PRIMARY KEY, size INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-def _intern(s: str | None) -> str | None:
-    return sys.intern(s) if s is not None else None
-
-
-@dataclass(slots=True, eq=False)
-class Slim:
-    """One item as the mount keeps it in RAM (also a ``layout.Placeable``)."""
-
-    history_item_id: str
-    date_unix: int
-    content_type: str
-    voice_id: str | None
-    voice_name: str | None
-    is_dialogue: bool
-    text_utf8: bytes  # the start of display_text, UTF-8: a third of a str's size for non-Latin text
-    sidecar_size: int = 0  # len(item.to_json_bytes()), so stat of a sidecar needs no I/O
-    stem: str = ""
-    ext: str = ""
-    where: tuple[str, str, str] = ("", "", "")  # (voice_dir, month, day) from the layout
-
-    @classmethod
-    def of(cls, item: HistoryItem, sidecar_size: int) -> Slim:
-        return cls(
-            item.history_item_id, item.date_unix, _intern(item.content_type) or "",
-            _intern(item.voice_id), _intern(item.voice_name), item.is_dialogue,
-            item.display_text[:DISPLAY_TEXT_LIMIT].encode(), sidecar_size,
-        )
-
-    @property
-    def display_text(self) -> str:
-        return self.text_utf8.decode()
-
-    def dir_parts(self, view: str) -> tuple[str, str, str]:
-        voice, month, day = self.where
-        return (voice, month, day) if view == "by-voice" else (month, day, voice)
-
-
-class Folder:
-    """A virtual folder: sub-folders by name, items by stem, and the newest date below it."""
-
-    __slots__ = ("dirs", "files", "mtime")
-
-    def __init__(self) -> None:
-        self.dirs: dict[str, Folder] = {}
-        self.files: dict[str, Slim] = {}  # stem -> item (leaf folders only)
-        self.mtime = 0
-
-    def subdir(self, name: str) -> Folder:
-        d = self.dirs.get(name)
-        if d is None:
-            d = self.dirs[name] = Folder()
-        return d
 
 
 def scope_of(api_url: str, api_key: str) -> str:
@@ -116,6 +72,8 @@ class Index:
         self._items: dict[str, Slim] = {}  # guarded by _update for writes
         self._sizes: dict[str, int] = {}  # learned sizes by cache key; dict ops are atomic
         self.root = Folder()  # replaced whole under _tree
+        self._writes: queue.Queue[list[tuple[Slim, HistoryItem]] | None] = queue.Queue(WRITE_BACKLOG)
+        self._writer: threading.Thread | None = None  # started by the first listing; guarded by _update
         self._check_scope(scope)
 
     # -- SQLite -------------------------------------------------------------------------
@@ -147,8 +105,44 @@ class Index:
         self.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writes.put(None)
+            self._writer.join()
+            self._writer = None
         with self._db_lock:
             self._db.close()
+
+    # -- the writer thread ----------------------------------------------------------------
+    def flush(self) -> None:
+        """Wait until every listed item is stored (and its sidecar size known)."""
+        if self._writes.unfinished_tasks:
+            self._writes.join()
+
+    def _queue_write(self, batch: list[tuple[Slim, HistoryItem]]) -> None:
+        """Hand a batch to the writer (caller holds _update); blocks while WRITE_BACKLOG are waiting."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, name="historyfs-index", daemon=True)
+            self._writer.start()
+        self._writes.put(batch)
+
+    def _write_loop(self) -> None:
+        while (batch := self._writes.get()) is not None:
+            try:
+                self._write(batch)
+            except Exception:  # e.g. disk full: the items stay listed; their sidecars cannot be opened
+                log.exception("could not store %d listed items", len(batch))
+            finally:
+                self._writes.task_done()
+        self._writes.task_done()
+
+    def _write(self, batch: list[tuple[Slim, HistoryItem]]) -> None:
+        rows = []
+        for slim, it in batch:
+            sidecar = it.to_json_bytes()
+            slim.sidecar_size = len(sidecar)
+            rows.append((slim.history_item_id, slim.date_unix, slim.content_type, slim.voice_id,
+                         slim.voice_name, int(slim.is_dialogue), slim.text_utf8.decode(), sidecar))
+        self._executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     # -- loading and updating -------------------------------------------------------------
     def load(self) -> int:
@@ -159,7 +153,7 @@ class Index:
                 "SELECT id, date_unix, content_type, voice_id, voice_name, is_dialogue, display_text,"
                 " length(sidecar) FROM items")
             for r in cursor:  # row by row: no list of 100,000 tuples
-                self._items[r[0]] = Slim(r[0], r[1], sys.intern(r[2]), _intern(r[3]), _intern(r[4]), bool(r[5]),
+                self._items[r[0]] = Slim(r[0], r[1], sys.intern(r[2]), intern_opt(r[3]), intern_opt(r[4]), bool(r[5]),
                                          r[6].encode(), r[7])
         with self._update:
             self._rebuild_locked()
@@ -214,20 +208,21 @@ class Index:
             self._forget([item_id])
             with self._tree:
                 for view in VIEWS:
-                    self._unlink_locked(view, slim)
+                    unlink(self.root, view, slim)
         return slim
 
     def _store(self, items: list[HistoryItem]) -> None:
-        rows = []
-        for it in items:
-            sidecar = it.to_json_bytes()
-            slim = Slim.of(it, len(sidecar))
+        """Into RAM now, into SQLite by the writer thread (caller holds _update)."""
+        batch = [(Slim.of(it), it) for it in items]
+        for slim, _ in batch:
             self._items[slim.history_item_id] = slim
-            rows.append((slim.history_item_id, slim.date_unix, slim.content_type, slim.voice_id,
-                         slim.voice_name, int(slim.is_dialogue), slim.text_utf8.decode(), sidecar))
-        self._executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if batch:
+            self._queue_write(batch)
 
     def _forget(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        self.flush()  # a pending insert must not resurrect a row deleted here
         for i in ids:
             slim = self._items.pop(i, None)
             for key in (f"{i}{slim.ext if slim else ''}", f"{i}.wav"):
@@ -246,27 +241,10 @@ class Index:
             slim.stem, slim.ext = p.stem, sys.intern(p.ext)
             slim.where = (sys.intern(p.voice_dir), sys.intern(p.month), sys.intern(p.day))
             for view in VIEWS:
-                _insert(root, view, slim)
+                insert(root, view, slim)
         with self._tree:
             self.root = root
         _give_back_memory()
-
-    def _unlink_locked(self, view: str, slim: Slim) -> None:
-        chain = [self.root, self.root.dirs.get(view)]
-        for name in slim.dir_parts(view):
-            chain.append(chain[-1].dirs.get(name) if chain[-1] else None)
-        leaf = chain[-1]
-        if leaf is None or leaf.files.get(slim.stem) is not slim:
-            return
-        del leaf.files[slim.stem]
-        names = (view, *slim.dir_parts(view))
-        for depth in range(len(chain) - 1, 0, -1):
-            folder, parent = chain[depth], chain[depth - 1]
-            if folder is not None and parent is not None:
-                if not folder.files and not folder.dirs and depth > 1:
-                    del parent.dirs[names[depth - 1]]
-                else:
-                    folder.mtime = _newest(folder)
 
     # -- queries --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -293,8 +271,15 @@ class Index:
     def ids(self) -> set[str]:
         return set(self._items)
 
+    def sidecar_size(self, slim: Slim) -> int:
+        """The exact size of the item's sidecar (waits for the writer if the item is just listed)."""
+        if slim.sidecar_size < 0:
+            self.flush()
+        return max(slim.sidecar_size, 0)
+
     def sidecar(self, item_id: str) -> bytes | None:
         """The item's metadata sidecar, exactly ``HistoryItem.to_json_bytes()`` as stored."""
+        self.flush()
         rows = self.execute("SELECT sidecar FROM items WHERE id=?", (item_id,))
         return bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
 
@@ -311,7 +296,7 @@ class Index:
         """Up to ``n`` items after ``slim`` in the order a recursive copy visits ``view``."""
         out: list[Slim] = []
         try:
-            for s in _walk_after(self.folder((view,)), slim.dir_parts(view), slim.stem):
+            for s in walk_after(self.folder((view,)), slim.dir_parts(view), slim.stem):
                 if len(out) >= n:
                     break
                 out.append(s)
@@ -344,44 +329,3 @@ def _batches(items: Iterable[HistoryItem], size: int = 1000) -> Iterator[list[Hi
         raise
     if batch:
         yield batch
-
-
-def _insert(root: Folder, view: str, slim: Slim) -> None:
-    node = root.subdir(view)
-    node.mtime = max(node.mtime, slim.date_unix)
-    for name in slim.dir_parts(view):
-        node = node.subdir(name)
-        node.mtime = max(node.mtime, slim.date_unix)
-    node.files[slim.stem] = slim
-    root.mtime = max(root.mtime, slim.date_unix)
-
-
-def _newest(folder: Folder) -> int:
-    dates = [s.date_unix for s in folder.files.values()] + [d.mtime for d in folder.dirs.values()]
-    return max(dates, default=0)
-
-
-def _walk_after(top: Folder | None, parts: tuple[str, ...], stem: str) -> Iterator[Slim]:
-    """Items after (parts, stem) in sorted depth-first order (what `cp -r` and rsync do)."""
-    if top is None:
-        return
-    if not parts:
-        for s in sorted(top.files):
-            if s > stem and s in top.files:
-                yield top.files[s]
-        return
-    child = top.dirs.get(parts[0])
-    if child is not None:
-        yield from _walk_after(child, parts[1:], stem)
-    for name in sorted(top.dirs):
-        if name > parts[0]:
-            yield from _walk_all(top.dirs.get(name))
-
-
-def _walk_all(folder: Folder | None) -> Iterator[Slim]:
-    if folder is None:
-        return
-    for s in sorted(folder.files):
-        yield folder.files[s]
-    for name in sorted(folder.dirs):
-        yield from _walk_all(folder.dirs.get(name))

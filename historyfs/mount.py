@@ -2,7 +2,7 @@
 
 Owns: turning CLI arguments into a ``MountSettings``; the checks that must fail before anything
 is mounted (key, API, mountpoint, FUSE present); assembling the runtime (cache, index, client,
-fetcher, journal, HistoryFS) in ``Runtime``; the background ``Refresher``; the FUSE options;
+fetcher, journal, refresher, HistoryFS) in ``Runtime``; the FUSE options;
 the fork + pipe readiness handshake; and unmounting. fusepy is imported only when mounting.
 Threads start in FUSE ``init`` (after any fork). Signals: libfuse's own SIGINT/SIGTERM/SIGHUP
 handlers end the loop and unmount; every thread we start inherits libfuse's blocked mask.
@@ -20,8 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,19 +29,16 @@ from .cache import BlobCache
 from .client import HistoryClient
 from .core import HistoryFS, Options
 from .deletes import DeleteJournal
-from .errors import ApiError, AuthError, ConfigError, HistoryFSError, Unavailable
+from .errors import AuthError, ConfigError, HistoryFSError, Unavailable
 from .fetcher import Fetcher
 from .index import Index, scope_of
+from .refresh import Refresher
 from .retry import RetryPolicy
 from .stats import Counters, stats_document
 
 log = logging.getLogger(__name__)
 
 FSTYPE = "fuse.historyfs"
-#: Shortest wait between two refreshes forced by a lookup of a missing name.
-MISS_REFRESH_INTERVAL = 5.0
-#: How long such a lookup waits for its refresh (the API may be down: never hang a stat).
-MISS_REFRESH_WAIT = 2.0
 DEFAULT_UMASK = 0o022
 
 
@@ -77,7 +72,8 @@ def settings_from_args(args: argparse.Namespace) -> MountSettings:
         raise ConfigError("--api-deadline must be > 0 seconds")
     opts = Options(read_only=args.read_only, allow_delete=args.allow_delete and not args.read_only,
                    wav="wav" in formats, uid=os.getuid() if args.uid is None else args.uid,
-                   gid=os.getgid() if args.gid is None else args.gid, umask=_umask(args.umask))
+                   gid=os.getgid() if args.gid is None else args.gid, umask=_umask(args.umask),
+                   xattrs=args.xattrs)
     config.parse_tz(args.tz)
     return MountSettings(
         mountpoint=Path(args.mountpoint).absolute(), api_url=config.resolve_api_url(args.api_url),
@@ -147,99 +143,35 @@ def _mounted_at(path: Path) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def api_errors_explained(api_url: str) -> Iterator[None]:
+    """A refused key or an unreachable API, as the one-line errors a user can act on."""
+    try:
+        yield
+    except AuthError as exc:
+        raise ConfigError(f"the API refused the key ({exc})") from None
+    except Unavailable as exc:
+        raise ConfigError(f"cannot reach the API at {api_url} ({exc})") from None
+
+
 def check_api(settings: MountSettings) -> None:
     """The key works and the API answers (one cheap list call)."""
-    with make_client(settings) as client:
-        try:
-            client.check_auth()
-        except AuthError as exc:
-            raise ConfigError(f"the API refused the key ({exc})") from None
-        except Unavailable as exc:
-            raise ConfigError(f"cannot reach the API at {settings.api_url} ({exc})") from None
+    with make_client(settings) as client, api_errors_explained(settings.api_url):
+        client.check_auth()
+
+
+def needs_api_check(s: MountSettings) -> bool:
+    """A first mount (no index yet) lists everything before it goes live: that listing is the
+    check, with the same errors, so the separate call is skipped (one round trip less at start)."""
+    return (s.cache_dir / "index.sqlite3").exists()
 
 
 # -- the runtime -------------------------------------------------------------------------------
-class Refresher:
-    """New items every ``refresh`` s, a full re-list every ``full_resync`` s, and refresh on a lookup miss."""
-
-    def __init__(self, index: Index, client: HistoryClient, counters: Counters, refresh: float,
-                 full_resync: float, replay: Callable[[], object] = lambda: None) -> None:
-        self.index, self.client, self.counters = index, client, counters
-        self.refresh, self.full_every, self._replay = refresh, full_resync, replay
-        self._lock = threading.Lock()  # one refresh at a time
-        self._stop = threading.Event()
-        self._last_miss = 0.0  # guarded by _lock
-        self._thread: threading.Thread | None = None
-
-    def new_items(self) -> int:
-        newest = self.index.newest_date()
-        if newest is None:
-            return self.full()
-        with self._lock:
-            added = self.index.merge(self.client.iter_items(page_size=1000, date_after_unix=newest, sort_direction="desc"))
-        self.counters.add("refreshes")
-        self.counters.mark("last_refresh")
-        return added
-
-    def full(self) -> int:
-        with self._lock:
-            added, removed = self.index.replace_all(self.client.iter_items(page_size=1000))
-        self.index.set_meta("last_full_resync", str(time.time()))
-        self.counters.add("refreshes")
-        self.counters.mark("last_refresh")
-        self.counters.mark("last_full_resync")
-        log.info("full resync: %d new, %d removed, %d items", added, removed, len(self.index))
-        return added + removed
-
-    def on_miss(self) -> bool:
-        """A lookup missed: at most one bounded refresh per interval; True if items were added."""
-        with self._lock:
-            if time.monotonic() - self._last_miss < MISS_REFRESH_INTERVAL:
-                return False
-            self._last_miss = time.monotonic()
-        result: list[int] = []
-        t = threading.Thread(target=lambda: result.append(self._safely(self.new_items)), daemon=True)
-        t.start()
-        t.join(MISS_REFRESH_WAIT)
-        return bool(result and result[0] > 0)
-
-    def _safely(self, step: Callable[[], int]) -> int:
-        try:
-            return step()
-        except (ApiError, HistoryFSError) as exc:
-            self.counters.add("refresh_failures")
-            log.warning("refresh failed (the tree is kept as it is): %s", exc)
-        except Exception:
-            self.counters.add("refresh_failures")
-            log.exception("refresh failed")
-        return 0
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="historyfs-refresh", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        self._safely(lambda: int(self._replay() or 0))  # type: ignore[call-overload]
-        last_full = float(self.index.get_meta("last_full_resync") or 0)
-        self._safely(self.full if self.full_every and time.time() - last_full >= self.full_every else self.new_items)
-        last_new, last_full = time.monotonic(), time.monotonic()
-        while not self._stop.wait(0.5):
-            now = time.monotonic()
-            if self.full_every and now - last_full >= self.full_every:
-                self._safely(self.full)
-                last_full = last_new = now
-            elif self.refresh and now - last_new >= self.refresh:
-                self._safely(self.new_items)
-                last_new = now
-
-
 class Runtime:
     """The assembled mount, without FUSE: what ``serve`` runs and tests can build directly."""
 
     def __init__(self, s: MountSettings) -> None:
+        self.api_url = s.api_url
         config.ensure_private_dir(s.cache_dir)
         self.cache = BlobCache(s.cache_dir / "blobs", max_size=s.cache_max_size)
         try:
@@ -254,19 +186,8 @@ class Runtime:
         self.refresher = Refresher(self.index, self.client, self.counters, s.refresh, s.full_resync, self.deletes.replay)
         self.fs = HistoryFS(self.index, self.fetcher, self.deletes, s.options, stats=self.stats_json,
                             on_miss=self.refresher.on_miss)
-
-    def load(self) -> int:
-        """The stored tree at once; a first mount lists everything before it goes live."""
-        if self.index.load() == 0:
-            self.refresher.full()
-        return len(self.index)
-
-    def start(self) -> None:
-        self.fetcher.start()
-        self.refresher.start()
-
-    def stats_json(self) -> bytes:
-        return stats_document(self.counters, {
+        self.fuse_calls = Counters()  # FUSE requests by operation (the adapter bumps them)
+        self.sources: dict[str, Callable[[], object]] = {  # what stats.json reports beside the counters
             "items": lambda: len(self.index),
             "api": self.client.stats.snapshot,
             "cache": self.cache.stats,
@@ -274,7 +195,22 @@ class Runtime:
             "downloads_in_flight": self.fetcher.in_flight,
             "pending_deletes": lambda: len(self.deletes.pending()),
             "open_files": self.fs.open_handles,
-        })
+            "fuse_calls": lambda: self.fuse_calls.snapshot()["counts"],
+        }
+
+    def load(self) -> int:
+        """The stored tree at once; a first mount lists everything before it goes live."""
+        if self.index.load() == 0:
+            with api_errors_explained(self.api_url):
+                self.refresher.full()
+        return len(self.index)
+
+    def start(self) -> None:
+        self.fetcher.start()
+        self.refresher.start()
+
+    def stats_json(self) -> bytes:
+        return stats_document(self.counters, self.sources)
 
     def close(self) -> None:
         self.refresher.stop()
@@ -319,7 +255,7 @@ def serve(s: MountSettings, on_ready: Callable[[], None], runtime: Runtime | Non
     """Mount and serve in this process until unmounted (FUSE in foreground mode)."""
     from fuse import FUSE
 
-    from .fuse_ops import FuseOps
+    from .fuse_ops import FuseOps, kept_thread_states
 
     with signals_blocked():  # the cache's scan thread, the client's pool...
         rt = runtime or Runtime(s)
@@ -330,7 +266,8 @@ def serve(s: MountSettings, on_ready: Callable[[], None], runtime: Runtime | Non
             rt.start()
             on_ready()
 
-        FUSE(FuseOps(rt.fs, on_init=init), str(s.mountpoint), **fuse_kwargs(s))
+        rt.sources["fuse_thread_states"] = kept_thread_states
+        FUSE(FuseOps(rt.fs, on_init=init, counters=rt.fuse_calls), str(s.mountpoint), **fuse_kwargs(s))
     except RuntimeError:
         raise HistoryFSError(f"FUSE could not mount {s.mountpoint} (see the log; is it busy?)") from None
     finally:
@@ -395,7 +332,8 @@ def run_mount(args: argparse.Namespace) -> int:
     s = settings_from_args(args)
     check_fuse()
     check_mountpoint(s.mountpoint, s.fuse_options)
-    check_api(s)
+    if needs_api_check(s):
+        check_api(s)
     if not s.foreground:
         return _daemonize(s)
 

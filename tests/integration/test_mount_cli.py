@@ -49,6 +49,29 @@ def test_bad_key_fails_before_mounting(tenant: FakeTenant, tmp_path: Path) -> No
     assert "wrong-key" not in done.stderr and not _is_mounted(tmp_path / "mnt")
 
 
+def test_bad_key_fails_before_mounting_in_daemon_mode_and_on_a_remount(tenant: FakeTenant, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    daemon = [c for c in mount_cmd(mnt, tenant.base_url, tmp_path / "cache") if c != "--foreground"]
+    _one_line_failure(_run(daemon, "wrong-key"), "refused the key")  # first mount: the listing says it
+    assert not _is_mounted(mnt)
+    with mounted(mnt, tenant.base_url, tenant.api_key, tmp_path / "cache"):
+        pass  # now the cache holds an index: a remount shows it at once, so the key is checked first
+    _one_line_failure(_run(mount_cmd(mnt, tenant.base_url, tmp_path / "cache"), "wrong-key"), "refused the key")
+    assert not _is_mounted(mnt)
+
+
+def test_a_first_mount_lists_once_and_a_remount_checks_the_key(tenant: FakeTenant, tmp_path: Path) -> None:
+    (tmp_path / "mnt").mkdir()
+    tenant.server.reset_stats()
+    with mounted(tmp_path / "mnt", tenant.base_url, tenant.api_key, tmp_path / "cache", "--refresh", "0"):
+        assert [e["endpoint"] for e in tenant.server.request_log] == ["list"]  # the listing is the check
+    tenant.server.reset_stats()
+    with mounted(tmp_path / "mnt", tenant.base_url, tenant.api_key, tmp_path / "cache", "--refresh", "0",
+                 "--full-resync", "0"):
+        assert [e["endpoint"] for e in tenant.server.request_log][:1] == ["list"]  # check_auth before mounting
+
+
 def test_missing_key_fails(tenant: FakeTenant, tmp_path: Path) -> None:
     (tmp_path / "mnt").mkdir()
     _one_line_failure(_run(mount_cmd(tmp_path / "mnt", tenant.base_url, tmp_path / "cache"), None), "ELEVENLABS_API_KEY")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import mmap
@@ -142,11 +143,41 @@ def test_stats_xattrs_and_learned_sizes(live: tuple[Mount, FakeTenant]) -> None:
     rel, item = sorted(_by_path(t).items())[4]
     assert os.stat(m.path / rel).st_size == 0  # never opened: unknown, honest 0
     (m.path / rel).read_bytes()
-    assert os.getxattr(m.path / rel, "user.historyfs.item_id") == item.history_item_id.encode()
     stats = json.loads((m.path / ".historyfs" / "stats.json").read_text())
     assert stats["items"] == 24 and stats["api"]["calls"]["audio"]["200"] >= 1
     assert stats["cache_misses"] >= 1 and "pending_deletes" in stats
     assert os.stat(m.path / rel).st_size == len(t.library.audio_bytes(item.history_item_id))
+
+
+def _fuse_calls(m: Mount) -> dict[str, int]:
+    return dict(json.loads((m.path / ".historyfs" / "stats.json").read_text())["fuse_calls"])
+
+
+def test_ls_l_costs_no_xattr_round_trips_by_default(live: tuple[Mount, FakeTenant]) -> None:
+    m, t = live
+    day = next(p for p in (m.path / "by-date").glob("*/*") if p.is_dir())
+    listing = subprocess.run(["ls", "-lR", str(day)], capture_output=True, text=True, check=True).stdout
+    files = [p for p in day.rglob("*") if p.is_file()]
+    assert files and all(p.name in listing for p in files)
+    calls = _fuse_calls(m)
+    assert calls["getattr"] >= len(files) and "getxattr" not in calls  # the kernel never asked us
+    assert os.listxattr(files[0]) == []
+    with pytest.raises(OSError) as info:
+        os.getxattr(files[0], "user.historyfs.item_id")
+    assert info.value.errno == errno.EOPNOTSUPP
+
+
+def test_xattrs_option_exposes_item_fields(fake_tenant: Callable[..., FakeTenant], tmp_path: Path) -> None:
+    t = fake_tenant(items=6, seed=23)
+    (tmp_path / "mnt").mkdir()
+    rel, item = sorted(_by_path(t).items())[1]
+    with mounted(tmp_path / "mnt", t.base_url, t.api_key, tmp_path / "cache", "--xattrs") as m:
+        assert os.getxattr(m.path / rel, "user.historyfs.item_id") == item.history_item_id.encode()
+        assert "user.historyfs.voice_id" in os.listxattr(m.path / rel)
+        before = _fuse_calls(m).get("getxattr", 0)
+        subprocess.run(["ls", "-lR", str(m.path / "by-voice")], capture_output=True, check=True)
+        files = [p for p in (m.path / "by-voice").rglob("*") if p.is_file()]
+        assert _fuse_calls(m)["getxattr"] - before >= len(files)  # ls -l probes every file: why it is opt-in
 
 
 def test_a_remount_knows_the_tree_and_the_sizes(fake_tenant: Callable[..., FakeTenant], tmp_path: Path) -> None:

@@ -141,16 +141,23 @@ def test_sidecar_is_the_item_json(world: World) -> None:
     assert _cat(world.fs, world.path(item, kind="sidecar")) == item.to_json_bytes()
 
 
-def test_xattrs(world: World) -> None:
+def test_xattrs_with_the_option(world: World) -> None:
+    fs = world.build(Options(xattrs=True))
     item = world.items[3]
     path = world.path(item)
-    names = world.fs.listxattr(path)
+    names = fs.listxattr(path)
     assert "user.historyfs.item_id" in names
-    assert world.fs.getxattr(path, "user.historyfs.item_id") == item.history_item_id.encode()
+    assert fs.getxattr(path, "user.historyfs.item_id") == item.history_item_id.encode()
     if item.model_id:
-        assert world.fs.getxattr(path, "user.historyfs.model") == item.model_id.encode()
-    assert _errno(world.fs.getxattr, path, "user.nope") == errno.ENODATA
-    assert world.fs.listxattr("/by-date") == []
+        assert fs.getxattr(path, "user.historyfs.model") == item.model_id.encode()
+    assert _errno(fs.getxattr, path, "user.nope") == errno.ENODATA
+    assert fs.listxattr("/by-date") == []
+
+
+def test_no_xattrs_by_default(world: World) -> None:
+    path = world.path(world.items[3])
+    assert world.fs.listxattr(path) == []
+    assert _errno(world.fs.getxattr, path, "user.historyfs.item_id") == errno.ENOTSUP
 
 
 def test_stats_file_is_generated_at_open_with_direct_io(world: World) -> None:

@@ -137,4 +137,27 @@ def test_slim_records_hold_no_raw_json(tmp_path: Path, items: list[HistoryItem])
     slim = index.item(items[0].history_item_id)
     assert slim is not None and not hasattr(slim, "__dict__")
     assert len(slim.display_text) <= 100
-    assert slim.sidecar_size == len(items[0].to_json_bytes())
+    assert index.sidecar_size(slim) == len(items[0].to_json_bytes())
+
+
+def test_listed_items_are_served_before_the_writer_stores_them(tmp_path: Path, items: list[HistoryItem]) -> None:
+    index = Index(tmp_path / "i.db", UTC)
+    with index._db_lock:  # the writer thread cannot store anything while this is held
+        index.replace_all(items[:5])
+        assert {i.history_item_id for i in items[:5]} == index.ids()  # in the tree already
+        assert index._writes.unfinished_tasks == 1
+    slim = index.item(items[0].history_item_id)
+    assert slim is not None
+    assert index.sidecar_size(slim) == len(items[0].to_json_bytes())  # waited for the writer
+    assert index.sidecar(items[0].history_item_id) == items[0].to_json_bytes()
+    index.close()
+    assert Index(tmp_path / "i.db", UTC).load() == 5  # stored before close returned
+
+
+def test_a_delete_waits_for_the_pending_insert(tmp_path: Path, items: list[HistoryItem]) -> None:
+    index = Index(tmp_path / "i.db", UTC)
+    index.replace_all(items[:3])
+    index.remove(items[0].history_item_id)
+    index.close()
+    again = Index(tmp_path / "i.db", UTC)
+    assert again.load() == 2 and items[0].history_item_id not in again.ids()
