@@ -24,6 +24,7 @@ import ctypes
 import gc
 import hashlib
 import logging
+import os
 import queue
 import sqlite3
 import sys
@@ -65,6 +66,7 @@ class Index:
         self._update = threading.Lock()
         self._tree = threading.Lock()
         self._db_lock = threading.Lock()
+        os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))  # private before SQLite (and its -wal, -shm) use it
         self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,8 +81,37 @@ def settings_from_args(args: argparse.Namespace) -> MountSettings:
         cache_dir=Path(args.cache_dir) if args.cache_dir else config.default_cache_dir(),
         cache_max_size=config.parse_size(args.cache_max_size), tz_name=args.tz, refresh=args.refresh,
         full_resync=args.full_resync, api_deadline=args.api_deadline, options=opts, allow_other=args.allow_other, foreground=args.foreground,
-        fuse_options=tuple(o for opt in args.fuse_options for o in opt.split(",") if o),
+        fuse_options=check_fuse_options(o for opt in args.fuse_options for o in opt.split(",") if o),
     )
+
+
+#: The -o options libfuse 2.9 accepts (high-level library, kernel channel and mount(8) generic ones).
+#: Checked here because libfuse only says "unknown option" on a stderr a daemonized mount has closed.
+FUSE_FLAGS = frozenset(
+    "debug hard_remove use_ino readdir_ino noforget nopath intr async_read sync_read atomic_o_trunc "
+    "no_remote_lock no_remote_flock no_remote_posix_lock big_writes splice_write no_splice_write splice_move "
+    "no_splice_move splice_read no_splice_read auto_inval_data no_auto_inval_data allow_other allow_root "
+    "auto_unmount nonempty default_permissions blkdev large_read ro rw suid nosuid dev nodev exec noexec "
+    "async sync dirsync atime noatime relatime norelatime strictatime nostrictatime".split())
+FUSE_VALUED = frozenset(
+    "umask uid gid entry_timeout negative_timeout attr_timeout ac_attr_timeout remember intr_signal modules "
+    "max_write max_readahead max_background congestion_threshold fsname subtype blksize max_read user".split())
+#: Options that would undo per-open decisions the size contract depends on (docs/SEMANTICS.md).
+FUSE_REFUSED = {"direct_io": "historyfs chooses direct I/O per file", "kernel_cache": "historyfs chooses the page cache per file",
+                "auto_cache": "historyfs chooses the page cache per file", "nothreads": "a download must not freeze the mount"}
+
+
+def check_fuse_options(options: Iterable[str]) -> tuple[str, ...]:
+    """The raw -o options, or ConfigError naming the first one libfuse 2 would refuse."""
+    checked = []
+    for opt in options:
+        name, eq, _ = opt.partition("=")
+        if name in FUSE_REFUSED:
+            raise ConfigError(f"-o {name} is not allowed: {FUSE_REFUSED[name]}")
+        if not (name in FUSE_FLAGS and not eq or name in FUSE_VALUED and eq):
+            raise ConfigError(f"unknown FUSE option -o {opt!r} (see `man mount.fuse` for libfuse 2's options)")
+        checked.append(opt)
+    return tuple(checked)
 
 
 def _umask(text: str | None) -> int:

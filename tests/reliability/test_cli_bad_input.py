@@ -86,14 +86,9 @@ CASES = [
     ("mount.historyfs", ["historyfs", "/nonexistent/x"], {}, "does not exist"),
     ("mount.historyfs", ["historyfs", "{mnt}", "-o", "tz=Bad/Zone"], {}, "Bad/Zone"),
     ("mount.historyfs", ["historyfs", "{mnt}", "-o", "api_url=gopher://x"], {}, "bad API URL"),
-    pytest.param("historyfs", ["mount", "{mnt}", "-o", "nonsense_opt"], {}, "nonsense_opt", marks=pytest.mark.xfail(
-        strict=True, reason="mount.py: serve() turns libfuse's refusal of an unknown -o option into 'FUSE could not "
-        "mount ... is it busy?' without naming the option (the daemon child's stderr, where libfuse says it, is "
-        "/dev/null); check -o options against libfuse's list in settings_from_args")),
-    pytest.param("historyfs", ["mount", "{mnt}", "--foreground", "-o", "nonsense_opt"], {}, "nonsense_opt",
-                 marks=pytest.mark.xfail(strict=True, reason="mount.py: with --foreground, libfuse prints its own "
-                 "'fuse: unknown option' line before ours: two lines; validate -o options before FUSE()")),
-    ("mount.historyfs", ["historyfs", "{mnt}", "-o", f"api_key={SECRET}"], {}, "api_key"),
+    ("historyfs", ["mount", "{mnt}", "-o", "nonsense_opt"], {}, "nonsense_opt"),
+    ("historyfs", ["mount", "{mnt}", "--foreground", "-o", "nonsense_opt"], {}, "nonsense_opt"),
+    ("historyfs", ["mount", "{mnt}", "-o", "ro,direct_io"], {}, "direct_io"),
     ("python -m", [], {}, "required"),
     ("python -m", ["mount", "/nonexistent/x"], {}, "does not exist"),
     ("python -m", ["mount", "{mnt}", f"--api-key={SECRET}"], {}, "never taken on the command line"),

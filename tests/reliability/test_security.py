@@ -128,8 +128,6 @@ def test_cache_folders_are_0700_and_blobs_0600(small_tenant: Callable[..., FakeT
 
 @needs_fuse
 @pytest.mark.fuse
-@pytest.mark.xfail(strict=True, reason="index.py: Index.__init__ lets sqlite3.connect create index.sqlite3 "
-                   "(and its -wal/-shm, which copy its mode) with the process umask: 0644, not 0600")
 def test_the_index_database_is_0600(small_tenant: Callable[..., FakeTenant], tmp_path: Path) -> None:
     modes = {k: v for k, v in _cache_modes(small_tenant, tmp_path).items() if "index.sqlite3" in k}
     assert "cache/index.sqlite3" in modes
