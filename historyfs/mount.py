@@ -96,7 +96,7 @@ FUSE_FLAGS = frozenset(
 FUSE_VALUED = frozenset(
     "umask uid gid entry_timeout negative_timeout attr_timeout ac_attr_timeout remember intr_signal modules "
     "max_write max_readahead max_background congestion_threshold fsname subtype blksize max_read user".split())
-#: Options that would undo per-open decisions the size contract depends on (docs/SEMANTICS.md).
+#: Options that would undo per-open decisions the size contract depends on (SEMANTICS.md).
 FUSE_REFUSED = {"direct_io": "historyfs chooses direct I/O per file", "kernel_cache": "historyfs chooses the page cache per file",
                 "auto_cache": "historyfs chooses the page cache per file", "nothreads": "a download must not freeze the mount"}
 
@@ -264,7 +264,7 @@ def signals_blocked() -> Iterator[None]:
 
 
 def fuse_kwargs(s: MountSettings) -> dict[str, object]:
-    """The FUSE mount options (see docs/SEMANTICS.md and the fuse notes for each reason)."""
+    """The FUSE mount options (see SEMANTICS.md and the fuse notes for each reason)."""
     opts: dict[str, object] = dict(
         raw_fi=True, foreground=True, nothreads=False, attr_timeout=0, entry_timeout=30, negative_timeout=5,
         use_ino=True, hard_remove=True, auto_unmount=True, fsname="historyfs", subtype="historyfs",
