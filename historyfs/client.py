@@ -136,12 +136,14 @@ class _Base:
         return wait
 
     @staticmethod
-    def _timeout(timeout: float) -> httpx.Timeout:
-        return httpx.Timeout(timeout, connect=min(10.0, timeout))
-
-    @staticmethod
-    def _limits(max_connections: int) -> httpx.Limits:
-        return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    def _http_options(timeout: float, max_connections: int, transport: Any) -> dict[str, Any]:
+        """The httpx.Client / httpx.AsyncClient settings both clients use."""
+        return {
+            "timeout": httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            "transport": transport,
+            "follow_redirects": True,
+        }
 
     @staticmethod
     def _list_args(page_size: int, start_after: str | None, filters: dict[str, Any]) -> tuple[int, str | None, ListFilters]:
@@ -172,7 +174,7 @@ class HistoryClient(_Base):
         seed: int | None = None,
     ) -> None:
         super().__init__(api_key, base_url, retry, seed)
-        self._http = httpx.Client(timeout=self._timeout(timeout), limits=self._limits(max_connections), transport=transport, follow_redirects=True)
+        self._http = httpx.Client(**self._http_options(timeout, max_connections, transport))
 
     # -- sending ---------------------------------------------------------------------
     def _send(self, endpoint: str, request: httpx.Request, *, stream: bool) -> httpx.Response:
@@ -282,7 +284,7 @@ class AsyncHistoryClient(_Base):
         seed: int | None = None,
     ) -> None:
         super().__init__(api_key, base_url, retry, seed)
-        self._http = httpx.AsyncClient(timeout=self._timeout(timeout), limits=self._limits(max_connections), transport=transport, follow_redirects=True)
+        self._http = httpx.AsyncClient(**self._http_options(timeout, max_connections, transport))
 
     async def _send(self, endpoint: str, request: httpx.Request, *, stream: bool) -> httpx.Response:
         import asyncio  # here, not at the top: the sync client (mount, export) never pays for it

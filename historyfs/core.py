@@ -328,11 +328,15 @@ class HistoryFS:
         if self.opts.read_only or not self.opts.allow_delete or self.deletes is None:
             raise self._refusal(path)
 
-    def unlink(self, path: str) -> None:
+    def _deleted_already(self, path: str) -> bool:
+        """Refuse when deletes are off; True when ``path`` went with an item this mount deleted."""
         self._check_may_delete(path)
         with self._lock:
-            if path in self._tombstones:
-                return
+            return path in self._tombstones
+
+    def unlink(self, path: str) -> None:
+        if self._deleted_already(path):
+            return
         node = self.resolve(path)
         if node.folder is not None:
             raise fail(errno.EISDIR, path)
@@ -359,10 +363,8 @@ class HistoryFS:
             self._tombstones |= paths
 
     def rmdir(self, path: str) -> None:
-        self._check_may_delete(path)
-        with self._lock:
-            if path in self._tombstones:
-                return
+        if self._deleted_already(path):
+            return
         node = self.resolve(path)
         if node.folder is None:
             raise fail(errno.ENOTDIR, path)
