@@ -21,8 +21,9 @@ log = logging.getLogger("historyfs")
 
 # command -> "module:function" (imported lazily)
 _COMMANDS = {
-    "mount": "historyfs.mount:run_mount",
+    "mount": "historyfs.launch:run_mount",
     "unmount": "historyfs.mount:run_unmount",
+    "status": "historyfs.status:run_status",
     "demo": "historyfs.demo:run_demo",
     "fake-api": "historyfs.fakeapi.__main__:run",
     "export": "exporters.cli:run_export",
@@ -93,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("mountpoint", metavar="MOUNTPOINT")
     u.add_argument("--lazy", "-z", action="store_true", help="detach now even if files are open")
 
+    st = sub.add_parser("status", help="show your historyfs mounts and how each is doing",
+                        description="Show each historyfs mount of yours: API, items, cache use, downloads, pending deletes, last refresh, recent errors and its log file. Exits 1 if a mount does not answer.")
+    st.add_argument("mountpoint", nargs="?", metavar="MOUNTPOINT", help="only this mount")
+    st.add_argument("--json", action="store_true", help="print JSON")
+
     # -- demo ----------------------------------------------------------------------------
     d = sub.add_parser("demo", help="mount a demo history served by the embedded fake API", description="Start the embedded fake API with a demo library and mount it.")
     d.add_argument("mountpoint", nargs="?", metavar="MOUNTPOINT", help="where to mount (default ./historyfs-demo)")
@@ -156,7 +162,7 @@ def setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if getattr(args, "debug", False) or verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
     handler: logging.Handler
     log_file = getattr(args, "log_file", None)
-    if log_file:
+    if log_file and args.command != "mount":  # a mount opens its own rotated, private log (historyfs.logs)
         handler = logging.FileHandler(log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)

@@ -27,6 +27,8 @@ from .index import VIEWS, Folder, Index, Slim
 
 CONTROL = ".historyfs"
 STATS_FILE = "stats.json"
+#: statfs's block size (what `df` counts in).
+BLOCK = 4096
 #: A view's items sit at view/<3 folders>/<file>.
 FILE_DEPTH = 5
 AUDIO, SIDECAR, WAV = "audio", "sidecar", "wav"
@@ -374,6 +376,11 @@ class HistoryFS:
             raise fail(errno.ENOTEMPTY, path)
 
     def statfs(self) -> dict[str, int]:
+        """What `df` shows: the disk cache's limit as the size, the room left under it as free space."""
+        cache = self.fetcher.cache
+        used, limit = cache.total_bytes(), cache.max_size  # type: ignore[attr-defined]
+        blocks = -(-(used if limit is None else max(limit, used)) // BLOCK)  # no limit: just what is used
+        free = 0 if limit is None else max(0, limit - used) // BLOCK
         files = len(self.index) * (2 + int(self.opts.wav))
-        return {"f_bsize": 4096, "f_frsize": 4096, "f_blocks": 0, "f_bfree": 0, "f_bavail": 0,
+        return {"f_bsize": BLOCK, "f_frsize": BLOCK, "f_blocks": blocks, "f_bfree": free, "f_bavail": free,
                 "f_files": files, "f_ffree": 0, "f_favail": 0, "f_namemax": 255}

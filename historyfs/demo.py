@@ -14,6 +14,7 @@ import os
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ def _command() -> str:
 
 
 def _instructions(mnt: Path, api_url: str, key: str) -> str:
+    """What to try. Each program named here is installed by scripts/setup (a test checks it)."""
     q = shlex.quote(str(mnt))
     hfs = _command()
     return f"""historyfs demo: your demo history is mounted at {mnt}
@@ -45,15 +47,24 @@ def _instructions(mnt: Path, api_url: str, key: str) -> str:
 Try, in another terminal:
   ls {q}/by-voice {q}/by-date
   find {q}/by-date -name '*.mp3' | head
-  mpv "$(find {q}/by-voice -name '*.mp3' | head -1)"      (or ffplay -autoexit)
   ffprobe "$(find {q}/by-date -name '*.mp3' | head -1)"
+  sox "$(find {q}/by-voice -name '*.mp3' | head -1)" -n stat
+  ffplay -nodisp -autoexit "$(find {q}/by-voice -name '*.mp3' | head -1)"      (plays it, where there is sound)
   cat "$(find {q}/by-date -name '*.json' | head -1)"
-  cat {q}/.historyfs/stats.json
+  {hfs} status
   rm "$(find {q}/by-date -name '*.mp3' | head -1)"        (deletes that item in the fake API)
   HISTORYFS_API_URL={api_url} ELEVENLABS_API_KEY={key} {hfs} export ./demo-export --voice Rachel
 
 Stop with Ctrl-C here, or: {hfs} unmount {q}
 """
+
+
+def _say(text: str) -> None:
+    """Print; a reader that went away (`historyfs demo | head`) must neither stop the demo nor keep it mounted."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's last flush must not fail either
 
 
 def _prepare_mountpoint(arg: str | None) -> Path:
@@ -72,7 +83,7 @@ def _verify_then_unmount(mnt: Path, result: list[bool]) -> None:
     try:
         ok = bool(os.listdir(mnt / "by-date")) and bool(os.listdir(mnt / "by-voice"))
     except OSError as exc:
-        print(f"historyfs demo: listing the mount failed: {exc}", flush=True)
+        _say(f"historyfs demo: listing the mount failed: {exc}")
         ok = False
     result.append(ok)
     subprocess.run(["fusermount", "-u", "-z", str(mnt)], capture_output=True)
@@ -93,16 +104,17 @@ def run_demo(args: argparse.Namespace) -> int:
                                  cache_max_size=1 << 30, tz_name="UTC", options=Options(allow_delete=True),
                                  foreground=True)
 
-        def ready() -> None:
-            print(_instructions(mnt, server.base_url, key), flush=True)
+        def ready() -> None:  # runs inside FUSE's init: it must not raise, or nothing unmounts --no-wait
             if args.no_wait:
                 threading.Thread(target=_verify_then_unmount, args=(mnt, result), daemon=True).start()
+            _say(_instructions(mnt, server.base_url, key))
 
         serve(settings, ready)
     finally:
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # libfuse leaves SIGPIPE fatal: _say must see EPIPE
         server.stop()
         shutil.rmtree(cache_dir, ignore_errors=True)
     if args.no_wait and result != [True]:
         raise HistoryFSError("the demo mount did not list its items")
-    print("historyfs demo: unmounted", flush=True)
+    _say("historyfs demo: unmounted")
     return 0
