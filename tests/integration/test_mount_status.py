@@ -208,3 +208,15 @@ def test_rm_on_a_default_mount_says_what_the_readme_says(tenant: FakeTenant, tmp
     assert done.returncode == 1 and "Read-only file system" in done.stderr
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert "**`rm` says \"Read-only file system\".**" in readme  # the troubleshooting entry is keyed on it
+
+
+def test_every_stats_field_is_documented_and_no_two_read_alike(tenant: FakeTenant, tmp_path: Path) -> None:
+    (tmp_path / "mnt").mkdir()
+    with mounted(tmp_path / "mnt", tenant.base_url, tenant.api_key, tmp_path / "cache") as m:
+        next(m.path.glob("by-date/*/*/*/*.mp3")).read_bytes()
+        stats = _stats(m.path)
+    semantics = (Path(__file__).parents[2] / "SEMANTICS.md").read_text()
+    for name in [*stats, *(f"{k}" for k in stats["cache"])]:
+        assert f"`{name}`" in semantics, f"stats.json field {name} is not described in SEMANTICS.md"
+    assert not {"hits", "misses"} & set(stats["cache"])  # the cache's lookups are lookup_hits / lookup_misses
+    assert stats["cache_misses"] == 1 and stats["cache"]["lookup_misses"] >= 1
