@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .core import Options
 from .errors import ConfigError, HistoryFSError
+from .launch import assemble, on_ready, open_log, say_on_stderr
 from .mount import MountSettings, check_fuse, check_mountpoint, serve, signals_blocked
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ DEFAULT_MOUNTPOINT = "historyfs-demo"
 def _command() -> str:
     """How to call historyfs again: the running script's path when it is not on PATH (a venv)."""
     exe = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
-    if exe and exe.name == "historyfs" and shutil.which("historyfs") != str(exe):
+    on_path = shutil.which("historyfs")
+    if exe and exe.name == "historyfs" and (on_path is None or Path(on_path).resolve() != exe):
         return shlex.quote(str(exe))
     return "historyfs"
 
@@ -104,12 +106,15 @@ def run_demo(args: argparse.Namespace) -> int:
                                  cache_max_size=1 << 30, tz_name="UTC", options=Options(allow_delete=True),
                                  foreground=True)
 
-        def ready() -> None:  # runs inside FUSE's init: it must not raise, or nothing unmounts --no-wait
+        mlog = open_log(settings, None)  # so `historyfs status` shows the demo like any mount
+        rt, watch = assemble(settings, mlog, say_on_stderr)
+
+        def announce(message: str) -> None:  # inside FUSE's init: must not raise, or nothing unmounts --no-wait
             if args.no_wait:
                 threading.Thread(target=_verify_then_unmount, args=(mnt, result), daemon=True).start()
             _say(_instructions(mnt, server.base_url, key))
 
-        serve(settings, ready)
+        serve(settings, on_ready(settings, rt, watch, mlog, announce), rt)
     finally:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # libfuse leaves SIGPIPE fatal: _say must see EPIPE
         server.stop()

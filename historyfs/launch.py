@@ -115,12 +115,25 @@ def open_log(s: MountSettings, log_file: str | None) -> MountLog:
     return MountLog(path, recent, quiet=level > logging.INFO)
 
 
-def _assemble(s: MountSettings, mlog: MountLog, notice: Callable[[str], None]) -> tuple[Runtime, ApiWatch]:
+def assemble(s: MountSettings, mlog: MountLog, notice: Callable[[str], None]) -> tuple[Runtime, ApiWatch]:
     """The runtime (stats.json also names the API URL, the log and recent errors) and its start-up watch."""
     with signals_blocked():  # neither the runtime's threads nor the watch may take libfuse's signals
         rt = Runtime(s)
         rt.sources.update(logs.stats_sources(s.api_url, mlog.path, mlog.recent), cache_max_size=lambda: s.cache_max_size)
         return rt, ApiWatch(rt.client.stats, s.api_url, s.api_deadline, notice).start()
+
+
+def on_ready(s: MountSettings, rt: Runtime, watch: ApiWatch, mlog: MountLog,
+             announce: Callable[[str], None]) -> Callable[[], None]:
+    """What to do once FUSE is live (inside its init: must not raise): stop watching, log and announce the success line."""
+
+    def ready() -> None:
+        watch.stop()
+        message = mounted_message(s.mountpoint, len(rt.index), mlog.path)
+        log.info("%s", message)
+        announce(message)
+
+    return ready
 
 
 class _Pipe:
@@ -133,7 +146,7 @@ class _Pipe:
         if self._fd is None:
             return  # already said "ready": anything later is in the log
         try:
-            os.write(self._fd, f"{kind} {text}\n".encode())
+            os.write(self._fd, f"{kind} {' '.join(text.splitlines())}\n".encode())
         except OSError:
             pass  # the parent is gone (killed): the log has it all
         if last:
@@ -176,16 +189,9 @@ def _child(s: MountSettings, pipe: _Pipe, mlog: MountLog) -> int:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     try:
-        rt, watch = _assemble(s, mlog, lambda text: pipe.say("notice", text))
-
-        def ready() -> None:
-            watch.stop()
-            message = mounted_message(s.mountpoint, len(rt.index), mlog.path)
-            log.info("%s", message)
-            pipe.say("ready", message, last=True)
-
+        rt, watch = assemble(s, mlog, lambda text: pipe.say("notice", text))
         try:
-            serve(s, ready, rt)
+            serve(s, on_ready(s, rt, watch, mlog, lambda message: pipe.say("ready", message, last=True)), rt)
         finally:
             watch.stop()
         return 0
@@ -207,18 +213,15 @@ def run_mount(args: argparse.Namespace) -> int:
         check_api(s)
     if not s.foreground:
         return _daemonize(s, mlog)
-    rt, watch = _assemble(s, mlog, say_on_stderr)
+    rt, watch = assemble(s, mlog, say_on_stderr)
 
-    def ready() -> None:
-        watch.stop()
-        message = mounted_message(s.mountpoint, len(rt.index), mlog.path)
-        log.info("%s", message)
-        if mlog.quiet:  # else the log line above reached stderr already
+    def announce(message: str) -> None:
+        if mlog.quiet:  # else the log line reached stderr already
             print(message, file=sys.stderr, flush=True)
         sd_notify("READY=1")
 
     try:
-        serve(s, ready, rt)
+        serve(s, on_ready(s, rt, watch, mlog, announce), rt)
     finally:
         watch.stop()
     return 0

@@ -77,3 +77,13 @@ def test_the_demo_suggests_only_what_setup_installs(tmp_path: Path) -> None:
     installed_by_setup = set(plan(tmp_path, DEBIAN12, [], "--demo")["install"].split())
     for program in sorted(programs):
         assert _package_of(program) in installed_by_setup | ESSENTIAL, program
+
+
+def test_the_demo_says_bare_historyfs_once_it_is_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    venv_bin = Path(sys.executable).parent
+    monkeypatch.setattr(sys, "argv", [str(venv_bin / "historyfs"), "demo"])
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert f"{venv_bin / 'historyfs'} unmount" in _instructions(Path("/m"), "http://x", "k")  # not on PATH: the full path
+    (tmp_path / "historyfs").symlink_to(venv_bin / "historyfs")  # what set-up links
+    text = _instructions(Path("/m"), "http://x", "k")
+    assert "or: historyfs unmount /m" in text and "  historyfs status" in text
