@@ -84,11 +84,14 @@ def test_a_foreground_mount_logs_its_success_line(tenant: FakeTenant, tmp_path: 
     assert f"historyfs: mounted 7 items at {m.path}" in m.log.read_text()  # and on its stderr
 
 
-@pytest.mark.parametrize("daemon", [False, True])
-def test_an_unreachable_api_is_reported_at_once_while_retrying(tmp_path: Path, daemon: bool) -> None:
+@pytest.mark.parametrize("how", ["foreground", "daemon", "remount"])
+def test_an_unreachable_api_is_reported_at_once_while_retrying(tenant: FakeTenant, tmp_path: Path, how: str) -> None:
     (tmp_path / "mnt").mkdir()
+    if how == "remount":  # the cache holds an index: the parent checks the API before it forks
+        with mounted(tmp_path / "mnt", tenant.base_url, tenant.api_key, tmp_path / "cache"):
+            pass
     cmd = mount_cmd(tmp_path / "mnt", "http://127.0.0.1:9", tmp_path / "cache", "--api-deadline", "4")
-    cmd = [c for c in cmd if c != "--foreground"] if daemon else cmd
+    cmd = cmd if how == "foreground" else [c for c in cmd if c != "--foreground"]
     env = {**os.environ, "ELEVENLABS_API_KEY": "k"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
