@@ -37,7 +37,7 @@ def test_a_reader_that_goes_away_early_leaves_no_mount_and_no_traceback(tmp_path
         proc.kill()
         unmount(mnt)
     assert all(read) and (not read or read[0].startswith("historyfs demo: your demo history is mounted at"))
-    assert proc.returncode == 0 and stderr == "", stderr
+    assert proc.returncode == 0 and "Traceback" not in stderr and "error" not in stderr, stderr
     assert not _is_mounted(mnt)
 
 
