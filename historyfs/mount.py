@@ -334,8 +334,11 @@ def raise_read_ahead(mountpoint: Path, kb: int = READ_AHEAD_KB) -> bool:
 
 
 def _device_of(mountpoint: Path) -> str | None:
-    """"MAJOR:MINOR" of the filesystem mounted at ``mountpoint`` (from /proc/self/mountinfo: no stat of the mount)."""
-    target = os.path.realpath(mountpoint)
+    """"MAJOR:MINOR" of the filesystem mounted at ``mountpoint`` (from /proc/self/mountinfo).
+
+    Never touches the mount itself: called during FUSE init, a stat of it would wait for init.
+    """
+    target = os.path.join(os.path.realpath(mountpoint.parent), mountpoint.name)
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:
