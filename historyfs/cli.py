@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--rate-limit", metavar="REQ_PER_S", type=float, default=0.0, help="answer 429 with Retry-After above this many requests/s (0 = off)")
     f.add_argument("--fail-rate", type=float, default=0.0, help="fraction of requests answered 500/503 (0..1)")
     f.add_argument("--truncate-rate", type=float, default=0.0, help="fraction of bodies cut short mid-way (0..1)")
+    f.add_argument("--max-concurrent", metavar="N", type=int, default=0, help="requests in flight per API key; above it, after a 50 ms queue, 429 too_many_concurrent_requests (default 0: no limit)")
+    f.add_argument("--plan", choices=("free", "starter", "creator", "pro", "scale", "business"), help="set --max-concurrent from the plan's limit (2, 3, 5, 10, 15, 15)")
+    f.add_argument("--chunked-audio", action="store_true", help="send audio and download bodies chunked, without Content-Length")
+    f.add_argument("--head", action="store_true", help="answer HEAD on /v1/history/ID/audio with the audio's headers (default: 405, as the real API)")
     _log_options(f)
 
     # -- export --------------------------------------------------------------------------
