@@ -6,12 +6,17 @@ what each response said). Every client of the same base URL and key in a process
 stay within the account's limit.
 
 The limit starts at ``DEFAULT_LIMIT``. A ``maximum-concurrent-requests`` header sets it to the
-account's limit at once; without one it grows by one slot per limit's worth of requests that
-found the budget full (additive increase) up to ``MAX_LIMIT``. A concurrency 429 halves it, once
-per round: 429s of requests sent before the last change do not halve it again (multiplicative
-decrease, as TCP does per window). It never exceeds the header's value nor the user's cap.
-Freed slots go to interactive waiters (a reader is blocked) before background ones (read-ahead,
-size learning, refresh), first come first served within each.
+account's limit at once. Without one it grows by one slot per limit's worth of requests that
+found the budget full (additive increase), up to ``MAX_LIMIT``. A concurrency 429 of a request
+that was the k-th in flight brings it down to k - 1 at most (the account refused k), once per
+round: 429s of requests sent before the last change do not lower it again. That is AIMD with a
+better-informed decrease: a halving would throw away slots the account has. After a 429, growth
+back to the refused level is ``PROBE_PATIENCE`` times slower, so a client alone on an account
+whose headers say nothing meets about one 429 per ``PROBE_PATIENCE`` x limit requests, while a
+limit freed by another program sharing the key is still found again. The limit never exceeds
+the header's value nor the user's cap. Freed slots go to interactive waiters (a reader is
+blocked) before background ones (read-ahead, size learning, refresh), first come first served
+within each.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from typing import Any
 DEFAULT_LIMIT = 4
 #: Without a header, the limit never grows past this (the client's default connection pool).
 MAX_LIMIT = 32
-#: What a concurrency 429 multiplies the limit by.
-DECREASE = 0.5
+#: How many times slower the limit grows back to a level the account refused.
+PROBE_PATIENCE = 50
 
 
 class Limit:
@@ -39,9 +44,10 @@ class Limit:
         self.value = start
         self.cap = cap
         self.account: int | None = None  # the last maximum-concurrent-requests seen
-        self.shrunk = False
+        self.refused: int | None = None  # the last level a concurrency 429 came at, until probed past
         self.epoch = 0  # bumped on every change that 429s of older requests must not repeat
         self._credit = 0  # saturated successes since the last change
+        self._shrunk = False
 
     @property
     def ceiling(self) -> int:
@@ -55,36 +61,44 @@ class Limit:
 
     @property
     def source(self) -> str:
-        return "header" if self.account else "429s" if self.shrunk else "default"
+        return "header" if self.account else "429s" if self._shrunk else "default"
 
     def learn_account(self, value: int) -> None:
         """The account's limit as a header gave it (ignored unless positive)."""
         if value > 0 and value != self.account:
-            self.account, self.value, self._credit = value, value, 0
+            self.account, self.value, self._credit, self.refused = value, value, 0, None
             self.epoch += 1
 
     def grow(self) -> None:
-        """A request that found every slot taken succeeded: one more slot per limit's worth of those."""
+        """A request that found every slot taken got its answer: one more slot per limit's worth of
+        those, or per PROBE_PATIENCE limits' worth towards a level refused before."""
         self._credit += 1
-        if self._credit >= self.value and self.value < self.ceiling:
-            self.value, self._credit = self.value + 1, 0
+        near_refused = self.refused is not None and self.value + 1 >= self.refused
+        if self._credit < self.value * (PROBE_PATIENCE if near_refused else 1):
+            return
+        self._credit = 0
+        if self.refused is not None and self.value >= self.refused:
+            self.refused = None  # a whole round at the refused level without a 429: it is free now
+        if self.value < self.ceiling:
+            self.value += 1
 
-    def shrink(self, epoch: int) -> None:
-        """A concurrency 429 for a request sent in ``epoch``: halve, once per round."""
+    def shrink(self, epoch: int, level: int) -> None:
+        """A concurrency 429 for a request sent in ``epoch`` as the ``level``-th in flight."""
         if epoch == self.epoch:
-            self.value, self._credit = max(1, int(min(self.value, self.ceiling) * DECREASE)), 0
-            self.shrunk = True
+            self.value = max(1, min(self.value, self.ceiling, level - 1))
+            self.refused, self._credit, self._shrunk = level, 0, True
             self.epoch += 1
 
 
 class Slot:
     """One request's place in the budget. ``release`` is idempotent."""
 
-    __slots__ = ("_budget", "epoch", "saturated")
+    __slots__ = ("_budget", "epoch", "level", "saturated")
 
-    def __init__(self, budget: Budget, epoch: int, saturated: bool) -> None:
+    def __init__(self, budget: Budget, epoch: int, level: int, saturated: bool) -> None:
         self._budget: Budget | None = budget
         self.epoch = epoch
+        self.level = level  # requests in flight with this one, when it was given
         self.saturated = saturated  # the budget was full when this slot was given
 
     def answered(self, account_limit: str | None) -> None:
@@ -186,7 +200,7 @@ class Budget:
         self._in_flight += 1
         self._peak = max(self._peak, self._in_flight)
         saturated = waited or self._in_flight >= self._limit.slots
-        ticket.slot = Slot(self, self._limit.epoch, saturated)
+        ticket.slot = Slot(self, self._limit.epoch, self._in_flight, saturated)
 
     def _dispatch(self) -> None:
         """Under the lock: hand free slots to waiters, interactive first."""
@@ -213,7 +227,7 @@ class Budget:
         with self._lock:
             self._counts["concurrency_429s"] += 1
             self._learn(account_limit)
-            self._limit.shrink(slot.epoch)
+            self._limit.shrink(slot.epoch, slot.level)
 
     def _learn(self, account_limit: str | None) -> None:
         if account_limit and account_limit.strip().isdigit():

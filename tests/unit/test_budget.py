@@ -12,7 +12,7 @@ import re
 import pytest
 
 from historyfs import budget as budgets
-from historyfs.budget import DEFAULT_LIMIT, MAX_LIMIT, Budget, Limit
+from historyfs.budget import DEFAULT_LIMIT, MAX_LIMIT, PROBE_PATIENCE, Budget, Limit
 
 
 # -- the limit alone ------------------------------------------------------------------------
@@ -46,24 +46,39 @@ def test_additive_increase_is_one_slot_per_limit_worth_of_saturated_successes() 
     assert lim.slots == MAX_LIMIT  # no header: never past the pool size
 
 
-def test_multiplicative_decrease_once_per_round() -> None:
+def test_a_429_brings_the_limit_below_the_refused_level_once_per_round() -> None:
     lim = Limit(start=8)
     old = lim.epoch
-    lim.shrink(old)
-    lim.shrink(old)  # a second 429 of a request sent before the first decrease
-    assert (lim.slots, lim.source) == (4, "429s")
-    lim.shrink(lim.epoch)
-    lim.shrink(lim.epoch)
-    lim.shrink(lim.epoch)
-    assert lim.slots == 1  # never below one
+    lim.shrink(old, level=6)
+    lim.shrink(old, level=5)  # a second 429 of a request sent before the first decrease
+    assert (lim.slots, lim.source, lim.refused) == (5, "429s", 6)
+    lim.shrink(lim.epoch, level=1)  # others hold the account's slots: we keep one
+    assert lim.slots == 1
 
 
-def test_429s_below_a_known_header_shrink_then_grow_back_to_it() -> None:
+def test_growth_back_to_a_refused_level_is_patient_then_resumes() -> None:
+    lim = Limit(start=4)
+    lim.shrink(lim.epoch, level=3)
+    assert lim.slots == 2
+    for _ in range(2 * PROBE_PATIENCE - 1):
+        lim.grow()
+    assert lim.slots == 2
+    lim.grow()
+    assert lim.slots == 3  # the probe
+    for _ in range(3 * PROBE_PATIENCE):
+        lim.grow()
+    assert lim.slots == 4 and lim.refused is None  # a whole patient round at 3 without a 429
+    for _ in range(4):
+        lim.grow()
+    assert lim.slots == 5  # back to one slot per limit's worth
+
+
+def test_429s_below_a_known_header_lower_the_limit_then_it_comes_back() -> None:
     lim = Limit()
     lim.learn_account(10)
-    lim.shrink(lim.epoch)  # another program shares the key
-    assert lim.slots == 5 and lim.source == "header"
-    for _ in range(100):
+    lim.shrink(lim.epoch, level=10)  # another program shares the key
+    assert lim.slots == 9 and lim.source == "header"
+    for _ in range(10_000):
         lim.grow()
     assert lim.slots == 10
 
@@ -72,7 +87,7 @@ def test_learning_a_header_starts_a_new_round() -> None:
     lim = Limit()
     sent_before = lim.epoch
     lim.learn_account(2)
-    lim.shrink(sent_before)  # 429 of the first burst, sent before the header was known
+    lim.shrink(sent_before, level=4)  # 429 of the first burst, sent before the header was known
     assert lim.slots == 2
 
 
@@ -157,9 +172,10 @@ def test_responses_teach_the_budget() -> None:
     slot.answered("2")
     slot.release()
     assert b.snapshot()["limit"] == 2 and b.snapshot()["learned_from"] == "header"
-    slot = b.acquire()
-    slot.concurrency_limited("2")
-    slot.release()
+    first, second = b.acquire(), b.acquire()
+    second.concurrency_limited("2")  # the account refused a second request: someone else holds a slot
+    first.release()
+    second.release()
     b.rate_limited()
     snap = b.snapshot()
     assert (snap["limit"], snap["concurrency_429s"], snap["rate_429s"]) == (1, 1, 1)
