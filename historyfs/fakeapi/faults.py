@@ -50,7 +50,7 @@ class Faults:
         for name in ("fail_rate", "truncate_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
-        if not isinstance(self.max_concurrent, int) or self.max_concurrent < 0:
+        if isinstance(self.max_concurrent, bool) or not isinstance(self.max_concurrent, int) or self.max_concurrent < 0:
             raise ValueError("max_concurrent must be a whole number >= 0")
         if self.plan is not None and self.plan not in PLAN_LIMITS:
             raise ValueError(f"plan must be one of {', '.join(PLAN_LIMITS)}, not {self.plan!r}")

@@ -130,7 +130,8 @@ def test_plans_set_the_limit_from_the_table(plan: str, limit: int, tenant: FakeT
     assert r.headers["maximum-concurrent-requests"] == str(limit)
 
 
-@pytest.mark.parametrize("bad", [{"plan": "gold"}, {"max_concurrent": -1}, {"max_concurrent": 1.5}, {"plan": "free", "max_concurrent": 4}])
+@pytest.mark.parametrize("bad", [{"plan": "gold"}, {"max_concurrent": -1}, {"max_concurrent": 1.5}, {"max_concurrent": True},
+                                 {"plan": "free", "max_concurrent": 4}])
 def test_bad_limits_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         Faults(**bad)
