@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--uid", type=int, help="owner of every file (default: you)")
     m.add_argument("--gid", type=int, help="group of every file (default: yours)")
     m.add_argument("--umask", metavar="OCTAL", help="permission bits to clear, octal (default 022)")
+    m.add_argument("--sizes", choices=("exact", "lazy"), default="exact", help="exact (default): a stat of a clip never opened learns its size first (a length probe, or the download); lazy: such clips show size 0 until opened (no download for `ls -l`, but tar, rclone and file managers then see empty files)")
     m.add_argument("--xattrs", action="store_true", help="expose user.historyfs.* extended attributes (voice, model, text...; makes `ls -l` about twice as slow; the .json sidecars always have it all)")
     m.add_argument("--foreground", "-f", action="store_true", help="stay in front until unmounted or interrupted")
     m.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPT[,OPT...]", help="raw FUSE mount options")
