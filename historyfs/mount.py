@@ -55,6 +55,7 @@ class MountSettings:
     refresh: float = 60.0
     full_resync: float = 3600.0
     api_deadline: float = 60.0
+    max_concurrency: int | None = None  # cap on API requests in flight (None: learned from the API)
     options: Options = field(default_factory=Options)
     allow_other: bool = False
     foreground: bool = False
@@ -80,7 +81,8 @@ def settings_from_args(args: argparse.Namespace) -> MountSettings:
         api_key=config.load_api_key(args.api_key_file) or "",
         cache_dir=(Path(args.cache_dir) if args.cache_dir else config.default_cache_dir()).absolute(),
         cache_max_size=config.parse_size(args.cache_max_size), tz_name=args.tz, refresh=args.refresh,
-        full_resync=args.full_resync, api_deadline=args.api_deadline, options=opts, allow_other=args.allow_other, foreground=args.foreground,
+        full_resync=args.full_resync, api_deadline=args.api_deadline, max_concurrency=getattr(args, "max_concurrency", None),
+        options=opts, allow_other=args.allow_other, foreground=args.foreground,
         fuse_options=check_fuse_options((o for opt in args.fuse_options for o in opt.split(",") if o), fuse_major()),
     )
 
@@ -136,7 +138,7 @@ def _umask(text: str | None) -> int:
 def make_client(s: MountSettings) -> HistoryClient:
     """The API client: per-request timeout and total deadline bounded by --api-deadline."""
     return HistoryClient(s.api_key, s.api_url, timeout=min(30.0, s.api_deadline),
-                         retry=RetryPolicy(deadline=s.api_deadline))
+                         retry=RetryPolicy(deadline=s.api_deadline), max_concurrency=s.max_concurrency)
 
 
 # -- checks before mounting -------------------------------------------------------------------
