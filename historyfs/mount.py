@@ -56,6 +56,7 @@ class MountSettings:
     refresh: float = 60.0
     full_resync: float = 3600.0
     api_deadline: float = 60.0
+    max_concurrency: int | None = None  # cap on API requests in flight (None: learned from the API)
     options: Options = field(default_factory=Options)
     allow_other: bool = False
     foreground: bool = False
@@ -81,7 +82,8 @@ def settings_from_args(args: argparse.Namespace) -> MountSettings:
         api_key=config.load_api_key(args.api_key_file) or "",
         cache_dir=(Path(args.cache_dir) if args.cache_dir else config.default_cache_dir()).absolute(),
         cache_max_size=config.parse_size(args.cache_max_size), tz_name=args.tz, refresh=args.refresh,
-        full_resync=args.full_resync, api_deadline=args.api_deadline, options=opts, allow_other=args.allow_other, foreground=args.foreground,
+        full_resync=args.full_resync, api_deadline=args.api_deadline, max_concurrency=getattr(args, "max_concurrency", None),
+        options=opts, allow_other=args.allow_other, foreground=args.foreground,
         fuse_options=check_fuse_options((o for opt in args.fuse_options for o in opt.split(",") if o), fuse_major()),
     )
 
@@ -137,7 +139,7 @@ def _umask(text: str | None) -> int:
 def make_client(s: MountSettings) -> HistoryClient:
     """The API client: per-request timeout and total deadline bounded by --api-deadline."""
     return HistoryClient(s.api_key, s.api_url, timeout=min(30.0, s.api_deadline),
-                         retry=RetryPolicy(deadline=s.api_deadline))
+                         retry=RetryPolicy(deadline=s.api_deadline), max_concurrency=s.max_concurrency)
 
 
 # -- checks before mounting -------------------------------------------------------------------
@@ -306,6 +308,45 @@ def fuse_kwargs(s: MountSettings, major: int = 3) -> dict[str, object]:
     return opts
 
 
+#: Kernel read-ahead asked for on the mount, KiB: 1 MiB requests into the mount instead of 128 KiB.
+READ_AHEAD_KB = 1024
+
+
+def raise_read_ahead(mountpoint: Path, kb: int = READ_AHEAD_KB) -> bool:
+    """Best effort: let the kernel read ahead ``kb`` KiB on the mount (sysfs; needs root). True if set.
+
+    The kernel offers FUSE its default read-ahead (128 KiB) and a filesystem can only lower it;
+    the mount's backing device in /sys/class/bdi can raise it, as rclone's docs advise.
+    """
+    device = _device_of(mountpoint)
+    knob = Path(f"/sys/class/bdi/{device}/read_ahead_kb")
+    try:
+        if device is None or int(knob.read_text()) >= kb:
+            return False
+        knob.write_text(str(kb))
+        return True
+    except (OSError, ValueError) as exc:
+        log.debug("read-ahead of %s left as it is: %s", mountpoint, exc)
+        return False
+
+
+def _device_of(mountpoint: Path) -> str | None:
+    """"MAJOR:MINOR" of the filesystem mounted at ``mountpoint`` (from /proc/self/mountinfo).
+
+    Never touches the mount itself: called during FUSE init, a stat of it would wait for init.
+    """
+    target = os.path.join(os.path.realpath(mountpoint.parent), mountpoint.name)
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        fields = line.split()
+        if len(fields) > 4 and fields[4].replace("\\040", " ") == target:
+            return fields[2]
+    return None
+
+
 def serve(s: MountSettings, on_ready: Callable[[], None], runtime: Runtime | None = None) -> None:
     """Mount and serve in this process until unmounted (FUSE in foreground mode)."""
     from .binding import FUSE, FUSE_MAJOR, LIBRARY
@@ -320,6 +361,7 @@ def serve(s: MountSettings, on_ready: Callable[[], None], runtime: Runtime | Non
         def init() -> None:
             nonlocal live
             rt.start()
+            raise_read_ahead(s.mountpoint)
             live = True
             on_ready()
 

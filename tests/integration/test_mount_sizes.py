@@ -240,3 +240,17 @@ def test_clips_are_not_executable_and_rm_r_of_a_day_with_wav_exits_0(fake_tenant
         assert not day.exists()
     left = {d["history_item_id"] for d in t.library.items()}
     assert in_day and not (in_day & left) and len(left) == 12 - len(in_day)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising the kernel's read-ahead needs root (sysfs)")
+def test_reads_reach_the_mount_in_requests_of_up_to_1_mib(fake_tenant: Callable[..., FakeTenant], tmp_path: Path) -> None:
+    t = fake_tenant(items=0, seed=49)
+    item = t.library.add_item(audio_size=6_000_000)
+    (tmp_path / "mnt").mkdir()
+    with mounted(tmp_path / "mnt", t.base_url, t.api_key, tmp_path / "cache") as m:
+        dev = os.stat(m.path).st_dev
+        assert Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb").read_text().strip() == "1024"
+        clip = next((m.path / "by-date").rglob("*.mp3"))
+        assert clip.read_bytes() == t.library.audio_bytes(item["history_item_id"])
+        reads = _stats(m)["fuse_calls"]["read"] - 1  # minus our stats.json
+        assert reads <= 2 * (6_000_000 // (1 << 20) + 1)  # 128 KiB requests would be 46
