@@ -152,14 +152,14 @@ def test_status_shows_every_mount_and_a_dead_one_without_a_traceback(tenant: Fak
 
 
 def test_recent_errors_reach_stats_json_and_status(tenant: FakeTenant, fake_faults: FakeApiServer, tmp_path: Path) -> None:
-    with background(tenant, tmp_path / "mnt", tmp_path / "cache", "--api-deadline", "1"):
-        clip = next((tmp_path / "mnt").glob("by-voice/*/*/*/*.mp3"))
-        fake_faults.set_faults(Faults(outage=True))
-        with pytest.raises(OSError):
-            clip.read_bytes()
+    with background(tenant, tmp_path / "mnt", tmp_path / "cache", "--api-deadline", "1", "--refresh", "1"):
+        assert _stats(tmp_path / "mnt")["recent_errors"] == []
+        fake_faults.set_faults(Faults(outage=True))  # the next refresh fails: a WARNING
+        _wait(lambda: bool(_stats(tmp_path / "mnt")["recent_errors"]), "a failed refresh to be logged")
         fake_faults.set_faults(Faults())
         errors = _stats(tmp_path / "mnt")["recent_errors"]
-        assert errors and errors[-1]["level"] == "WARNING" and re.match(r"\d{4}-\d\d-\d\dT", errors[-1]["time"])
+        assert errors[-1]["level"] == "WARNING" and "refresh failed" in errors[-1]["message"]
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", errors[-1]["time"])
         shown = _hist("status").stdout
         assert f"recent errors   {len(errors)}" in shown and errors[-1]["message"] in shown
 
