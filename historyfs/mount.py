@@ -20,6 +20,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,13 +319,17 @@ def fuse_kwargs(s: MountSettings, major: int = 3) -> dict[str, object]:
 READ_AHEAD_KB = 1024
 
 
-def raise_read_ahead(mountpoint: Path, kb: int = READ_AHEAD_KB) -> bool:
+def raise_read_ahead(mountpoint: Path, kb: int = READ_AHEAD_KB, wait: float = 5.0) -> bool:
     """Best effort: let the kernel read ahead ``kb`` KiB on the mount (sysfs; needs root). True if set.
 
     The kernel offers FUSE its default read-ahead (128 KiB) and a filesystem can only lower it;
-    the mount's backing device in /sys/class/bdi can raise it, as rclone's docs advise.
+    the mount's backing device in /sys/class/bdi can raise it, as rclone's docs advise. Run it
+    off FUSE init: the mount shows in /proc/self/mountinfo only once init has answered.
     """
-    device = _device_of(mountpoint)
+    device, until = _device_of(mountpoint), time.monotonic() + wait
+    while device is None and time.monotonic() < until:
+        time.sleep(0.05)
+        device = _device_of(mountpoint)
     knob = Path(f"/sys/class/bdi/{device}/read_ahead_kb")
     try:
         if device is None or int(knob.read_text()) >= kb:
@@ -333,6 +339,12 @@ def raise_read_ahead(mountpoint: Path, kb: int = READ_AHEAD_KB) -> bool:
     except (OSError, ValueError) as exc:
         log.debug("read-ahead of %s left as it is: %s", mountpoint, exc)
         return False
+
+
+def _when_mounted(mountpoint: Path, on_ready: Callable[[], None]) -> None:
+    """After FUSE init: raise the read-ahead (the mount must be visible first), then say ready."""
+    raise_read_ahead(mountpoint)
+    on_ready()
 
 
 def _device_of(mountpoint: Path) -> str | None:
@@ -366,9 +378,8 @@ def serve(s: MountSettings, on_ready: Callable[[], None], runtime: Runtime | Non
         def init() -> None:
             nonlocal live
             rt.start()
-            raise_read_ahead(s.mountpoint)
             live = True
-            on_ready()
+            threading.Thread(target=_when_mounted, args=(s.mountpoint, on_ready), name="historyfs-ready", daemon=True).start()
 
         rt.sources["fuse_thread_states"] = kept_thread_states
         rt.sources["fuse_library"] = lambda: {"path": LIBRARY, "major": FUSE_MAJOR}
