@@ -5,11 +5,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import mmap
 import os
 import random
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,8 +111,14 @@ def test_ffprobe_and_sox_read_cold_files(live: tuple[Mount, FakeTenant], tmp_pat
 def test_mmap_of_a_cold_file(live: tuple[Mount, FakeTenant]) -> None:
     m, t = live
     rel, item = sorted(_by_path(t).items())[2]
-    with open(m.path / rel, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        assert mm[:] == t.library.audio_bytes(item.history_item_id)
+    # In a child: a page fault through the mount holds this process's GIL, and the fake API serving
+    # the bytes runs in this process.
+    code = ("import hashlib, mmap, sys\n"
+            "with open(sys.argv[1], 'rb') as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:\n"
+            "    print(len(mm), hashlib.md5(mm[:]).hexdigest())")
+    out = subprocess.run([sys.executable, "-c", code, str(m.path / rel)], capture_output=True, text=True, check=True).stdout
+    data = t.library.audio_bytes(item.history_item_id)
+    assert out.split() == [str(len(data)), _md5(data)]
 
 
 def test_sixteen_threads_of_random_range_reads(live: tuple[Mount, FakeTenant]) -> None:
