@@ -345,3 +345,13 @@ def test_readahead_ignores_random_access() -> None:
     for i in (50, 3, 77, 20, 9):
         ra.opened(f"k{i}", lambda n, i=i: chain[i + 1 : i + 1 + n])
     assert queued == []
+
+
+def test_readahead_follows_a_reader_that_permutes_a_folder() -> None:
+    queued: list[str] = []
+    ra = ReadAhead(lambda job: queued.append(job.key))
+    chain = _chain(100)
+    successors = lambda i: (lambda n: chain[i + 1 : i + 1 + n])  # noqa: E731
+    for i in (0, 2, 1, 3, 5, 4, 6):  # `cp -r` opens a folder's files in inode order
+        ra.opened(f"k{i}", successors(i))
+    assert "k10" in queued and len(set(queued)) >= 8  # the window kept growing
