@@ -28,8 +28,9 @@ class Fetch(NamedTuple):
 class Download:
     """One in-flight fetch of one key, shared by every reader (single-flight)."""
 
-    def __init__(self, job: Fetch) -> None:
+    def __init__(self, job: Fetch, *, background: bool = False) -> None:
         self.job = job
+        self.background = background  # started ahead of any reader (read-ahead, sizes learned ahead): read-only
         self.cond = threading.Condition()
         self.size: int | None = None  # Content-Length once headers arrived (None: none sent); guarded by cond
         self.written = 0  # guarded by cond

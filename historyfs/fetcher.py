@@ -54,11 +54,15 @@ class Stream(Protocol):
 
 
 class Source(Protocol):
-    """Where bytes come from (``HistoryClient``). ``audio_length`` is optional (see ``_probe``)."""
+    """Where bytes come from (``HistoryClient``). ``audio_length`` is optional (see ``_probe``).
 
-    def audio(self, item_id: str) -> AbstractContextManager[Stream]: ...
+    ``background`` requests (read-ahead, sizes learned ahead) yield to those a reader waits for.
+    """
 
-    def download(self, item_ids: Sequence[str], output_format: str | None = None) -> AbstractContextManager[Stream]: ...
+    def audio(self, item_id: str, *, background: bool = False) -> AbstractContextManager[Stream]: ...
+
+    def download(self, item_ids: Sequence[str], output_format: str | None = None, *,
+                 background: bool = False) -> AbstractContextManager[Stream]: ...
 
 
 class PartWriter(Protocol):
@@ -109,6 +113,7 @@ class Fetcher:
         self._idle = threading.Condition(self._lock)  # notified when a download ends
         self._inflight: dict[str, Download] = {}  # guarded by _lock
         self._queued: set[str] = set()  # background jobs not started yet; guarded by _lock
+        self._probing: dict[str, threading.Event] = {}  # length probes in flight, set when done; guarded by _lock
         self._demand: ThreadPoolExecutor | None = None
         self._background: ThreadPoolExecutor | None = None
 
@@ -220,23 +225,38 @@ class Fetcher:
         if job.key in self._inflight or self.sizes.size(job.key) is not None:
             return
         try:
-            if self._probe(job) is None:
+            if self._probe(job, background=True) is None:
                 self._prefetch_one(job)
         except Exception as exc:  # a hint: the stat that needs it will try again and report
             log.info("could not learn the size of %s: %s", job.key, exc)
 
-    def _probe(self, job: Fetch) -> int | None:
-        """The length without the body, if the API offers that (native audio only), else None."""
+    def _probe(self, job: Fetch, *, background: bool = False) -> int | None:
+        """The length without the body, if the API offers that (native audio only), else None.
+
+        One probe per key at a time: a stat and the folder's scout asking together share it.
+        """
         probe = getattr(self.source, "audio_length", None)
         if probe is None or job.fmt is not None:
             return None
+        with self._lock:
+            gate = self._probing.get(job.key)
+            mine = gate is None
+            if mine:
+                gate = self._probing[job.key] = threading.Event()
+        if not mine:
+            gate.wait(self.deadline)
+            return self.sizes.size(job.key)
         try:
-            size = probe(job.item_id)
+            size = probe(job.item_id, background=background)
         except NotFound:
             raise
         except Unavailable as exc:
             log.info("length probe of %s failed (%s): downloading instead", job.key, exc)
             return None
+        finally:
+            with self._lock:
+                self._probing.pop(job.key, None)
+            gate.set()
         if size is not None:
             self._remember_size(job.key, int(size))
             self.counters.add("size_probes")
@@ -267,15 +287,16 @@ class Fetcher:
         with self._lock:
             if job.key in self._inflight or self.cache.get_path(job.key) is not None:
                 return
-            dl = self._inflight[job.key] = Download(job)
+            dl = self._inflight[job.key] = Download(job, background=True)
         self.counters.add("prefetches")
         self._run(dl)
 
     # -- the download itself ---------------------------------------------------------------
-    def _stream(self, job: Fetch) -> AbstractContextManager[Stream]:
+    def _stream(self, dl: Download) -> AbstractContextManager[Stream]:
+        job = dl.job
         if job.fmt is None:
-            return self.source.audio(job.item_id)
-        return self.source.download([job.item_id], output_format=job.fmt)
+            return self.source.audio(job.item_id, background=dl.background)
+        return self.source.download([job.item_id], output_format=job.fmt, background=dl.background)
 
     def _run(self, dl: Download) -> None:
         error: Exception | None = None
@@ -305,7 +326,7 @@ class Fetcher:
         try:
             for attempt in range(1, RESUME_ATTEMPTS + 1):
                 try:
-                    with self._stream(dl.job) as stream:
+                    with self._stream(dl) as stream:
                         w = w or self._begin(dl, stream)
                         self._append(dl, stream, w)
                     break

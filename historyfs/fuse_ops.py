@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from cachetools import LRUCache
 
-from .binding import CAP_AUTO_INVAL_DATA, FuseOSError, Kernel, Operations
+from .binding import CACHES_LISTINGS, CAP_AUTO_INVAL_DATA, FuseOSError, Kernel, Operations
 from .core import Attr, HistoryFS
 from .errors import AuthError, HistoryFSError, NotFound, Unavailable
 from .stats import Counters
@@ -49,7 +49,8 @@ _FILE = {"st_mode": stat.S_IFREG, "st_ino": 0xFFFFFFFF}
 #: reach Python (libfuse answers opendir/releasedir itself; for the others the kernel's first ENOSYS
 #: means "always succeed" and it stops sending them). ``access`` too: the kernel checks permissions
 #: itself from the modes (``default_permissions``), so `test -x` is false on 0444 files.
-_CONSTANT_OPS = ("access", "flush", "fsync", "fsyncdir", "opendir", "releasedir", "ioctl", "readlink")
+_CONSTANT_OPS = ("access", "flush", "fsync", "fsyncdir", "releasedir", "ioctl", "readlink") + (
+    () if CACHES_LISTINGS else ("opendir",))  # with libfuse >= 3.16 opendir asks the kernel to keep listings
 #: Registered only with --xattrs.
 _XATTR_OPS = ("getxattr",)
 #: Folders whose listing is kept between the pages of one `readdir` (a page holds ~20-100 entries).
@@ -207,6 +208,11 @@ class FuseOps(Operations):  # type: ignore[misc]
     @fuse_errors
     def getattr(self, path: str, fh: Any = None) -> dict[str, int]:
         return stat_dict(self.fs.getattr(path, _fh(fh)))
+
+    def opendir(self, path: str) -> int:
+        """Registered only where the kernel can keep listings (see ``binding.FUSE.opendir``)."""
+        self.counters.add("opendir")
+        return 0
 
     @fuse_errors
     def readdir(self, path: str, fh: Any) -> list[str]:

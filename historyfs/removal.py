@@ -52,7 +52,8 @@ class Removals:
         if node.kind != AUDIO:  # a sidecar or .wav alone: hidden for this session, nothing remote
             with self._lock:
                 self._hidden.add((slim.history_item_id, node.kind))
-            self._fs.tell_kernel(slim.placement.paths((node.kind,)))
+            names = list(slim.placement.paths((node.kind,)))
+            self._fs.tell_kernel([*names, *(n.rsplit("/", 1)[0] for n in names)])  # the names and their listings
             return
         assert self._deletes is not None
         ghosts = self._ghosts_of(slim, path)

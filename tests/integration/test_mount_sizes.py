@@ -46,8 +46,11 @@ def _audio_requests(m: Mount) -> int:
     return sum(_stats(m)["api"]["calls"].get("audio", {}).values())
 
 
-@pytest.fixture
-def cold(fake_tenant: Callable[..., FakeTenant], tmp_path: Path) -> Iterator[tuple[Mount, FakeTenant]]:
+@pytest.fixture(params=["content-length", "chunked"])
+def cold(request: pytest.FixtureRequest, fake_tenant: Callable[..., FakeTenant], fake_faults: FakeApiServer,
+         tmp_path: Path) -> Iterator[tuple[Mount, FakeTenant]]:
+    """A cold mount of a fresh tenant; audio sent with Content-Length, or chunked without."""
+    fake_faults.set_faults(Faults(chunked_audio=request.param == "chunked"))
     t = fake_tenant(items=30, seed=41)
     (tmp_path / "mnt").mkdir()
     with mounted(tmp_path / "mnt", t.base_url, t.api_key, tmp_path / "cache") as m:
@@ -249,7 +252,10 @@ def test_reads_reach_the_mount_in_requests_of_up_to_1_mib(fake_tenant: Callable[
     (tmp_path / "mnt").mkdir()
     with mounted(tmp_path / "mnt", t.base_url, t.api_key, tmp_path / "cache") as m:
         dev = os.stat(m.path).st_dev
-        assert Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb").read_text().strip() == "1024"
+        knob, deadline = Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"), time.monotonic() + 5
+        while knob.read_text().strip() != "1024" and time.monotonic() < deadline:  # set just after the mount is live
+            time.sleep(0.05)
+        assert knob.read_text().strip() == "1024"
         clip = next((m.path / "by-date").rglob("*.mp3"))
         assert clip.read_bytes() == t.library.audio_bytes(item["history_item_id"])
         reads = _stats(m)["fuse_calls"]["read"] - 1  # minus our stats.json

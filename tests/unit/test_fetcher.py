@@ -120,7 +120,7 @@ class FlakySource:
         self.calls = 0
 
     @contextlib.contextmanager
-    def audio(self, item_id: str) -> Iterator[SimpleNamespace]:
+    def audio(self, item_id: str, *, background: bool = False) -> Iterator[SimpleNamespace]:
         self.calls += 1
         body = self.data if self.calls == 1 or self.variant is None else self.variant
         cut = self.calls <= self.cuts
@@ -134,7 +134,8 @@ class FlakySource:
 
         yield SimpleNamespace(content_length=len(body), iter_bytes=chunks)
 
-    def download(self, item_ids: list[str], output_format: str | None = None) -> contextlib.AbstractContextManager[SimpleNamespace]:
+    def download(self, item_ids: list[str], output_format: str | None = None, *,
+                 background: bool = False) -> contextlib.AbstractContextManager[SimpleNamespace]:
         raise NotImplementedError
 
 
@@ -230,7 +231,7 @@ def test_a_body_without_length_cut_short_is_never_kept(parts: tuple[Fetcher, Gat
 
 def test_learn_size_uses_the_length_probe_when_the_api_offers_one(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
     fetcher, source, cache, sizes = parts
-    source.audio_length = lambda item_id: len(DATA[item_id])  # type: ignore[attr-defined]
+    source.audio_length = lambda item_id, background=False: len(DATA[item_id])  # type: ignore[attr-defined]
     assert fetcher.learn_size(Fetch("item3.mp3", "item3")) == len(DATA["item3"])
     assert source.calls == [] and cache.get_path("item3.mp3") is None  # no body fetched
     assert sizes.sizes["item3.mp3"] == len(DATA["item3"])
@@ -238,7 +239,7 @@ def test_learn_size_uses_the_length_probe_when_the_api_offers_one(parts: tuple[F
 
 def test_learn_size_downloads_when_there_is_no_probe(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
     fetcher, source, cache, sizes = parts
-    source.audio_length = lambda item_id: None  # type: ignore[attr-defined]  # the API answers no length
+    source.audio_length = lambda item_id, background=False: None  # type: ignore[attr-defined]  # the API answers no length
     source.no_length = True
     assert fetcher.learn_size(Fetch("item2.mp3", "item2")) == len(DATA["item2"])
     assert source.calls == [("item2", None)] and cache.get_path("item2.mp3") is not None
@@ -309,6 +310,7 @@ def test_prefetch_fills_the_cache_in_the_background(parts: tuple[Fetcher, GatedS
     fetcher.prefetch(Fetch("item2.mp3", "item2"))
     assert fetcher.wait_idle(10)
     assert fetcher.counters.get("prefetches") == 1
+    assert source.background == [True]  # yields to what a reader waits for
     assert cache.get_path("item2.mp3") is not None
     assert _read_all_cached(cache, "item2.mp3") == DATA["item2"]
 
@@ -343,3 +345,37 @@ def test_readahead_ignores_random_access() -> None:
     for i in (50, 3, 77, 20, 9):
         ra.opened(f"k{i}", lambda n, i=i: chain[i + 1 : i + 1 + n])
     assert queued == []
+
+
+def test_readahead_follows_a_reader_that_permutes_a_folder() -> None:
+    queued: list[str] = []
+    ra = ReadAhead(lambda job: queued.append(job.key))
+    chain = _chain(100)
+    successors = lambda i: (lambda n: chain[i + 1 : i + 1 + n])  # noqa: E731
+    for i in (0, 2, 1, 3, 5, 4, 6):  # `cp -r` opens a folder's files in inode order
+        ra.opened(f"k{i}", successors(i))
+    assert "k10" in queued and len(set(queued)) >= 8  # the window kept growing
+
+
+def test_concurrent_length_probes_of_one_clip_share_one_request(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
+    fetcher, source, _, _ = parts
+    asked: list[str] = []
+    release = threading.Event()
+
+    def probe(item_id: str, background: bool = False) -> int:
+        asked.append(item_id)
+        release.wait(5)
+        return len(DATA[item_id])
+
+    source.audio_length = probe  # type: ignore[attr-defined]
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(fetcher.learn_size(Fetch("item1.mp3", "item1"))))
+               for _ in range(4)]
+    for th in threads:
+        th.start()
+    while not asked:
+        threading.Event().wait(0.01)
+    release.set()
+    for th in threads:
+        th.join(10)
+    assert results == [len(DATA["item1"])] * 4 and asked == ["item1"]
