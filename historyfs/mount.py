@@ -297,7 +297,8 @@ def fuse_kwargs(s: MountSettings, major: int = 3) -> dict[str, object]:
         negative_timeout=NEGATIVE_SECONDS, use_ino=True, hard_remove=True, auto_unmount=True, fsname="historyfs",
         subtype="historyfs", noatime=True, nodev=True, nosuid=True, default_permissions=True,
     )
-    opts.update({"max_threads": MAX_THREADS} if major == 3 else {"max_background": 64})
+    # max_idle_threads given: libfuse 3.14.0 complains on stderr about its own default (-1) otherwise
+    opts.update({"max_threads": MAX_THREADS, "max_idle_threads": MAX_THREADS} if major == 3 else {"max_background": 64})
     if not s.options.allow_delete or s.options.read_only:
         opts["ro"] = True
     if s.allow_other:
