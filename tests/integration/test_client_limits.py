@@ -3,9 +3,8 @@ under --max-concurrent end exact and none fails; chunked audio; the length probe
 
 from __future__ import annotations
 
-import time
-
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
