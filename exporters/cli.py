@@ -44,7 +44,7 @@ def run_export(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.finish()
     report(summary, as_json=args.json)
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or summary.refused else 0
 
 
 def options_from_args(args: argparse.Namespace) -> ExportOptions:
@@ -52,6 +52,7 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
     sel = Selection(tuple(args.voice), args.model, args.since, args.until, args.search, args.source, args.path)
     deadline = getattr(args, "api_deadline", None)
     extra = {"api_deadline": deadline} if deadline is not None else {}
+    extra["max_delete"] = args.max_delete
     return ExportOptions(sel, args.format, args.tz, args.delete, args.dry_run, args.jobs, args.cache_dir, destination_options(args), **extra)
 
 
@@ -81,17 +82,19 @@ def _multipart_size(text: str | None) -> int | None:
 
 
 def report(summary: ExportSummary, *, as_json: bool) -> None:
-    """Print the plan (dry run) and the summary; per-item errors go to stderr."""
+    """Print the plan (dry run) and the summary on stdout; per-item errors and a refused delete on stderr."""
     if as_json:
         print(json.dumps(summary.to_json(), indent=2))
-        return
-    for line in summary.plan:
-        print(line)
-    for line in summary.errors:
-        print(f"historyfs export: failed: {line}", file=sys.stderr)
-    if summary.not_deleted:
+    else:
+        for line in summary.plan:
+            print(line)
+        for line in summary.errors:
+            print(f"historyfs export: failed: {line}", file=sys.stderr)
+    if summary.refused:
+        print(f"historyfs export: error: {summary.refused}", file=sys.stderr)
+    elif summary.not_deleted and not as_json:
         print(f"historyfs export: {summary.not_deleted} objects not deleted because {summary.failed} items failed", file=sys.stderr)
-    if not summary.dry_run:
+    if not summary.dry_run and not as_json:
         print(summary_line(summary))
 
 

@@ -31,6 +31,7 @@ from historyfs.errors import ConfigError, HistoryFSError
 from historyfs.layout import Layout
 
 from .base import DestinationOptions, Entry, Exporter
+from .guards import DEFAULT_MAX_DELETE, check_max_delete, check_names, delete_refusal
 from .plan import Plan, Task, make_plan, make_task
 from .progress import Progress, ProgressCallback
 from .registry import open_destination
@@ -55,6 +56,7 @@ class ExportOptions:
     cache_dir: str | None = None
     destination: DestinationOptions = field(default_factory=DestinationOptions)
     api_deadline: float = 60.0  # seconds an API call may take, retries included; then its item fails
+    max_delete: int = DEFAULT_MAX_DELETE  # --delete removes at most this many objects (guards.py)
 
 
 @dataclass(slots=True)
@@ -66,7 +68,8 @@ class ExportSummary:
     skipped: int = 0
     deleted: int = 0
     failed: int = 0
-    not_deleted: int = 0  # deletes skipped because items failed
+    not_deleted: int = 0  # deletes skipped because items failed or a guard refused them
+    refused: str | None = None  # why the deletes were refused (guards.delete_refusal)
     bytes: int = 0
     seconds: float = 0.0
     dry_run: bool = False
@@ -125,6 +128,7 @@ def _validate(opts: ExportOptions) -> None:
         raise ConfigError(f"bad --jobs {opts.jobs}: expected 1..256")
     if not 0 < opts.api_deadline <= 86_400:
         raise ConfigError(f"bad --api-deadline {opts.api_deadline}: expected seconds, more than 0")
+    check_max_delete(opts.max_delete)
 
 
 Listed = tuple[Exporter, dict[str, Entry]]
@@ -176,6 +180,7 @@ def _select(api: HistoryClient, opts: ExportOptions, destination: Future[Listed]
 def _run(exporter: Exporter, held: dict[str, Entry], tasks: list[Task], api: HistoryClient, opts: ExportOptions, progress: ProgressCallback | None) -> ExportSummary:
     plan = make_plan(tasks, held, delete=opts.delete)
     summary = ExportSummary(selected=plan.selected, skipped=plan.up_to_date, dry_run=opts.dry_run)
+    summary.refused = delete_refusal(plan.selected, len(plan.deletes), opts.max_delete)
     if opts.dry_run:
         summary.plan = plan.lines()
         return summary
@@ -192,6 +197,7 @@ def select_tasks(api: HistoryClient, opts: ExportOptions) -> list[Task]:
     items = list(api.iter_items())
     placements = Layout(tz).place_all(items)
     crit = resolve(opts.selection, tz, items, placements)
+    check_names(crit, items, placements)
     allowed = _server_selected(api, crit)
     chosen = [i for i in items if (allowed is None or i.history_item_id in allowed) and crit.matches(i, placements[i.history_item_id])]
     return [make_task(i, placements[i.history_item_id], crit.view, opts.format) for i in chosen]
@@ -223,10 +229,10 @@ def _cache_dir(text: str | None) -> Path | None:
 
 
 def _delete(exporter: Exporter, plan: Plan, summary: ExportSummary) -> None:
-    """Remove what is no longer selected, but only after a run without errors."""
+    """Remove what is no longer selected, but only after a run without errors and within the guards."""
     if not plan.deletes:
         return
-    if summary.failed:
+    if summary.failed or summary.refused:
         summary.not_deleted = len(plan.deletes)
         return
     exporter.delete(plan.deletes)

@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=("mp3", "wav"), default="mp3", help="audio format (default mp3: the item's own audio)")
     e.add_argument("--tz", metavar="ZONE", help="time zone for folder and file names (default: local)")
     e.add_argument("--delete", action="store_true", help="remove what this exporter wrote for items no longer selected")
+    e.add_argument("--max-delete", metavar="N", type=int, default=100, help="with --delete, refuse to delete more than N objects (default 100; an item is 2: audio and sidecar)")
     e.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     e.add_argument("--jobs", "-j", type=int, default=8, help="transfers at once (default 8)")
     e.add_argument("--cache-dir", metavar="DIR", help="read audio from a mount's cache folder when present")
