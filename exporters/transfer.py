@@ -12,20 +12,25 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from historyfs.client import HistoryClient
 from historyfs.errors import HistoryFSError, TruncatedBody
 
-from .base import Cancelled, Exporter, ItemUpload
+from .base import Cancelled, Entry, Exporter, ItemUpload
 from .plan import Task
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from historyfs.client import HistoryClient
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +77,8 @@ class Mover:
         self.cancel, self.cache_dir = cancel, cache_dir
         self._flushed = time.monotonic()  # when the manifest was last persisted (used by the run's loop only)
 
-    def move(self, task: Task) -> int:
-        """Transfer ``task`` (retrying transient failures); returns the audio bytes stored."""
+    def move(self, task: Task) -> list[Entry]:
+        """Transfer ``task`` (retrying transient failures); the entries recorded (audio, sidecar)."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return self._move_once(task)
@@ -86,15 +91,15 @@ class Mover:
                 time.sleep(RETRY_PAUSE * attempt)
         raise AssertionError("unreachable")
 
-    def _move_once(self, task: Task) -> int:
+    def _move_once(self, task: Task) -> list[Entry]:
         if self.cancel.is_set():
             raise Cancelled("transfer cancelled")
         with self._source(task) as (audio, content_type, size):
             upload = ItemUpload(task.item.history_item_id, task.audio_key, task.sidecar_key, audio, task.sidecar, content_type, task.format, self.cancel, size)
             entries = self.exporter.put_item(upload)
-        if isinstance(audio, io.BufferedReader):
+        if isinstance(audio, io.IOBase):
             self.progress.add_bytes(entries[0].size)
-        return entries[0].size
+        return entries
 
     @contextmanager
     def _source(self, task: Task) -> Iterator[tuple[Iterable[bytes], str, int | None]]:
@@ -103,7 +108,7 @@ class Mover:
         cached = open_cached(self.cache_dir, task.cache_key)
         if cached is not None:
             with cached:
-                yield cached, WAV_CONTENT_TYPE if task.transcode else item.content_type, None
+                yield cached, WAV_CONTENT_TYPE if task.transcode else item.content_type, os.fstat(cached.fileno()).st_size
         elif task.transcode:
             with self.client.download([item.history_item_id], output_format="wav") as stream:
                 yield self._counted(stream.iter_bytes()), WAV_CONTENT_TYPE, stream.content_length
@@ -124,38 +129,65 @@ class Mover:
             yield chunk
 
 
-def run_all(tasks: Sequence[Task], mover: Mover, jobs: int) -> tuple[int, int, list[str]]:
-    """Run every task on ``jobs`` threads; (uploaded, audio bytes, error lines). Ctrl-C cancels cleanly.
+@dataclass(slots=True)
+class Outcome:
+    """What ``run_all`` did: items uploaded, their audio bytes, error lines, and the entries recorded."""
 
-    What finished is recorded (the manifest flushed) every ``FLUSH_SECONDS`` even while long
-    transfers are still running, so a killed run leaves its completed items recorded."""
-    uploaded, nbytes, errors = 0, 0, []
+    uploaded: int = 0
+    bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+
+def run_all(tasks: Sequence[Task], mover: Mover, jobs: int, stop: threading.Event | None = None) -> Outcome:
+    """Run every task on ``jobs`` threads. Ctrl-C cancels cleanly; ``stop`` set: no new task starts.
+
+    Tasks are handed to the pool a few at a time and their results come back through a queue (not
+    ``wait`` over every future: that is O(n) per completion). What finished is recorded (the
+    manifest flushed) every ``FLUSH_SECONDS`` even while long transfers are still running, so a
+    killed run leaves its completed items recorded."""
+    out, done = Outcome(), queue.SimpleQueue[tuple["Future[list[Entry]]", Task]]()
+    todo = iter(tasks)
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="export")
+
+    def submit() -> int:
+        task = None if stop is not None and stop.is_set() else next(todo, None)
+        if task is None:
+            return 0
+        pool.submit(mover.move, task).add_done_callback(lambda f, t=task: done.put((f, t)))  # type: ignore[misc]
+        return 1
+
     try:
-        futures: dict[Future[int], Task] = {pool.submit(mover.move, t): t for t in tasks}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
-            for fut in done:
-                ok, n, err = _outcome(fut, futures[fut])
-                uploaded, nbytes = uploaded + ok, nbytes + n
-                errors += [err] if err else []
-                mover.progress.item_done(bool(ok))
+        running = sum(submit() for _ in range(2 * max(1, jobs)))
+        while running:
+            try:
+                fut, task = done.get(timeout=FLUSH_SECONDS)
+            except queue.Empty:
+                mover.flush_every(FLUSH_SECONDS)
+                continue
+            _count(out, fut, task, mover.progress)
+            running += submit() - 1
             mover.flush_every(FLUSH_SECONDS)
     except BaseException:
         _cancel(pool, mover)
         raise
     pool.shutdown(wait=True)
-    return uploaded, nbytes, errors
+    return out
 
 
-def _outcome(fut: Future[int], task: Task) -> tuple[int, int, str | None]:
+def _count(out: Outcome, fut: Future[list[Entry]], task: Task, progress: Progress) -> None:
     try:
-        return 1, fut.result(), None
+        entries = fut.result()
     except (HistoryFSError, OSError) as exc:
         line = f"{task.audio_key}: {exc}"
         log.info("export failed: %s", line)
-        return 0, 0, line
+        out.errors.append(line)
+        progress.item_done(False)
+        return
+    out.uploaded += 1
+    out.bytes += entries[0].size
+    out.entries.update({task.audio_key: entries[0], task.sidecar_key: entries[1]})
+    progress.item_done(True)
 
 
 def _cancel(pool: ThreadPoolExecutor, mover: Mover) -> None:

@@ -232,33 +232,41 @@ def test_sse_kms_key_needs_kms(tenant: Tenant, cli: Any, s3_env: S3Server, s3_bu
 
 
 def test_abort_cancels_an_in_flight_multipart_upload(s3_env: S3Server, s3_client: Any, s3_bucket: str) -> None:
+    """A large item streaming in parts when abort() comes: its upload is aborted, nothing is visible."""
     from exporters import DestinationOptions, ItemUpload
     from exporters.s3 import S3Exporter
-    from tests.fixtures.s3_proxy import ProxyFaults, S3FaultProxy
 
     mib = 1024 * 1024
-    with S3FaultProxy(s3_env.endpoint_url, faults=ProxyFaults(delay_s=0.4)) as proxy:
-        opts = DestinationOptions(endpoint_url=proxy.url, multipart_threshold=5 * mib, multipart_chunksize=5 * mib, max_concurrency=1)
-        exp = S3Exporter(f"s3://{s3_bucket}/{PREFIX}", opts)
-        up = ItemUpload("itemAAAAAAAAAAAAAAAA", "by-voice/V/2026-11/2026-11-01/big.mp3", "by-voice/V/2026-11/2026-11-01/big.json", [b"\x01" * (16 * mib)], b"{}", "audio/mpeg", "mp3")
-        errors: list[BaseException] = []
+    released = threading.Event()
 
-        def put() -> None:
-            try:
-                exp.put_item(up)
-            except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
-                errors.append(exc)
+    def download() -> Iterator[bytes]:  # a body arriving in 64 KiB chunks; held after 12 MiB until the test releases it
+        for n in range(24 * 16):
+            if n == 12 * 16:
+                released.wait(timeout=60)
+            yield b"\x01" * (64 * 1024)
 
-        worker = threading.Thread(target=put)
-        worker.start()
+    opts = DestinationOptions(endpoint_url=s3_env.endpoint_url, multipart_threshold=5 * mib, multipart_chunksize=5 * mib)
+    exp = S3Exporter(f"s3://{s3_bucket}/{PREFIX}", opts)
+    up = ItemUpload("itemAAAAAAAAAAAAAAAA", "by-voice/V/2026-11/2026-11-01/big.mp3", "by-voice/V/2026-11/2026-11-01/big.json", download(), b"{}", "audio/mpeg", "mp3")
+    errors: list[BaseException] = []
+
+    def put() -> None:
         try:
-            while not uploads_in_progress(s3_client, s3_bucket) and worker.is_alive():
-                time.sleep(0.02)
-            exp.abort()
-        finally:
-            worker.join(timeout=60)
-            exp.close(persist=False)
-    assert errors and "upload" in str(errors[0])
+            exp.put_item(up)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            errors.append(exc)
+
+    worker = threading.Thread(target=put)
+    worker.start()
+    try:
+        while not uploads_in_progress(s3_client, s3_bucket) and worker.is_alive():
+            time.sleep(0.02)
+        exp.abort()
+    finally:
+        released.set()
+        worker.join(timeout=60)
+        exp.close(persist=False)
+    assert errors and "upload" in str(errors[0]) and "cancelled" in str(errors[0])
     assert uploads_in_progress(s3_client, s3_bucket) == []
     assert mirrored(s3_client, s3_bucket) == {}
 
