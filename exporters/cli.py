@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from historyfs.config import parse_size
@@ -20,6 +27,8 @@ from .progress import ProgressBar, human_bytes, wants_bar
 from .registry import available
 from .runner import ExportOptions, ExportSummary, export
 from .select import Selection
+
+log = logging.getLogger(__name__)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -35,8 +44,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """`historyfs export DEST ...`; exit 1 when any item failed."""
+    """`historyfs export DEST ...`; exit 1 when any item failed or a delete was refused."""
     opts = options_from_args(args)
+    if args.watch is not None:
+        return run_watch(args, opts)
     bar = ProgressBar(sys.stderr) if wants_bar(sys.stderr, args.quiet) and not args.dry_run else None
     try:
         summary = export(args.dest, api_key_file=args.api_key_file, api_url=args.api_url, progress=bar, options=opts)
@@ -45,6 +56,46 @@ def run_export(args: argparse.Namespace) -> int:
             bar.finish()
     report(summary, as_json=args.json)
     return 1 if summary.failed or summary.refused else 0
+
+
+def run_watch(args: argparse.Namespace, opts: ExportOptions) -> int:
+    """`historyfs export DEST --watch [SECONDS]`: until SIGTERM or SIGINT, then exit 0 (see watch.py)."""
+    from .watch import WatchOptions, watch
+
+    stop = threading.Event()
+    state_file = Path(args.state_file).expanduser() if args.state_file else None
+    with _stop_on_signals(stop):
+        watch(args.dest, opts, WatchOptions(args.watch, args.full_resync, state_file), stop, partial(report_pass, as_json=args.json),
+              api_key_file=args.api_key_file, api_url=args.api_url)
+    return 0
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM or SIGINT asks the watch to stop cleanly; a second one interrupts it at once."""
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("stopping (signal %d): finishing the transfers in flight", signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def report_pass(label: str, summary: ExportSummary, *, as_json: bool) -> None:
+    """One line per pass of a watch that did something (or a JSON object per line)."""
+    if as_json:
+        print(json.dumps({"pass": label, **summary.to_json()}), flush=True)
+        return
+    for line in summary.errors:
+        print(f"historyfs export: failed: {line}", file=sys.stderr)
+    print(f"watch {label}: " + summary_line(summary).removeprefix("export: "), flush=True)
 
 
 def options_from_args(args: argparse.Namespace) -> ExportOptions:

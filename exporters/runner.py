@@ -149,6 +149,8 @@ class Session:
         self._prepared = False
         self.items: list[HistoryItem] = []  # the last full listing of the history, newest first
         self.criteria: Criteria | None = None  # the selection as resolved by that listing
+        self.tasks: list[Task] = []  # and the items it selects
+        self.uploaded: list[Task] = []  # what the last run() uploaded
 
     @property
     def exporter(self) -> Exporter:
@@ -185,8 +187,8 @@ class Session:
         """select_tasks; when it fails, a failure of the destination is reported instead (it is the one to fix first)."""
         try:
             self.items = list(self.api.iter_items())
-            self.criteria, tasks = select_tasks(self.api, self.opts, self.items)
-            return tasks
+            self.criteria, self.tasks = select_tasks(self.api, self.opts, self.items)
+            return self.tasks
         except HistoryFSError:
             self._destination.result()
             raise
@@ -195,6 +197,7 @@ class Session:
         mover = Mover(self.exporter, self.api, Progress(len(plan.uploads), cb), threading.Event(), _cache_dir(self.opts.cache_dir))
         out: Outcome = run_all(plan.uploads, mover, self.opts.jobs, stop)
         self.held.update(out.entries)
+        self.uploaded = out.done
         summary.uploaded, summary.bytes, summary.errors = out.uploaded, out.bytes, out.errors
         summary.failed = len(plan.uploads) - out.uploaded
 

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 3  # per item, on bodies cut short (the client retried everything else already)
 RETRY_PAUSE = 0.5  # seconds, times the attempt number
 FLUSH_SECONDS = 2.0  # a killed run loses at most this much recorded work (the objects stay; a re-run re-uploads them)
+STOP_GRACE = 5.0  # seconds in-flight transfers may take to finish once a stop is requested (--watch and SIGTERM)
+STOP_CHECK = 0.2  # seconds between looks at the clock while stopping
 WAV_CONTENT_TYPE = "audio/wav"
 
 
@@ -131,16 +133,19 @@ class Mover:
 
 @dataclass(slots=True)
 class Outcome:
-    """What ``run_all`` did: items uploaded, their audio bytes, error lines, and the entries recorded."""
+    """What ``run_all`` did: items uploaded, their audio bytes, error lines, the entries recorded."""
 
     uploaded: int = 0
     bytes: int = 0
     errors: list[str] = field(default_factory=list)
     entries: dict[str, Entry] = field(default_factory=dict)
+    done: list[Task] = field(default_factory=list)  # the tasks uploaded
 
 
-def run_all(tasks: Sequence[Task], mover: Mover, jobs: int, stop: threading.Event | None = None) -> Outcome:
-    """Run every task on ``jobs`` threads. Ctrl-C cancels cleanly; ``stop`` set: no new task starts.
+def run_all(tasks: Sequence[Task], mover: Mover, jobs: int, stop: threading.Event | None = None, grace: float = STOP_GRACE) -> Outcome:
+    """Run every task on ``jobs`` threads. Ctrl-C cancels cleanly. Once ``stop`` is set no new task
+    starts, and what is in flight gets ``grace`` seconds to finish before it is cancelled (a
+    cancelled upload leaves nothing: see Exporter.abort).
 
     Tasks are handed to the pool a few at a time and their results come back through a queue (not
     ``wait`` over every future: that is O(n) per completion). What finished is recorded (the
@@ -149,9 +154,10 @@ def run_all(tasks: Sequence[Task], mover: Mover, jobs: int, stop: threading.Even
     out, done = Outcome(), queue.SimpleQueue[tuple["Future[list[Entry]]", Task]]()
     todo = iter(tasks)
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="export")
+    stopping = _Stopping(stop, grace, mover)
 
     def submit() -> int:
-        task = None if stop is not None and stop.is_set() else next(todo, None)
+        task = None if stopping.requested() else next(todo, None)
         if task is None:
             return 0
         pool.submit(mover.move, task).add_done_callback(lambda f, t=task: done.put((f, t)))  # type: ignore[misc]
@@ -161,18 +167,39 @@ def run_all(tasks: Sequence[Task], mover: Mover, jobs: int, stop: threading.Even
         running = sum(submit() for _ in range(2 * max(1, jobs)))
         while running:
             try:
-                fut, task = done.get(timeout=FLUSH_SECONDS)
+                fut, task = done.get(timeout=STOP_CHECK if stopping.requested() else FLUSH_SECONDS)
             except queue.Empty:
-                mover.flush_every(FLUSH_SECONDS)
-                continue
-            _count(out, fut, task, mover.progress)
-            running += submit() - 1
+                pass
+            else:
+                _count(out, fut, task, mover.progress)
+                running += submit() - 1
             mover.flush_every(FLUSH_SECONDS)
+            stopping.cancel_when_late()
     except BaseException:
         _cancel(pool, mover)
         raise
     pool.shutdown(wait=True)
     return out
+
+
+class _Stopping:
+    """A stop request, and cancelling what is in flight once its grace period is over."""
+
+    def __init__(self, stop: threading.Event | None, grace: float, mover: Mover) -> None:
+        self.stop, self.grace, self.mover = stop, grace, mover
+        self.since: float | None = None
+
+    def requested(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def cancel_when_late(self) -> None:
+        if not self.requested() or self.mover.cancel.is_set():
+            return
+        self.since = self.since if self.since is not None else time.monotonic()
+        if time.monotonic() - self.since >= self.grace:
+            log.info("abandoning the transfers still in flight")
+            self.mover.cancel.set()
+            self.mover.exporter.abort()
 
 
 def _count(out: Outcome, fut: Future[list[Entry]], task: Task, progress: Progress) -> None:
@@ -187,6 +214,7 @@ def _count(out: Outcome, fut: Future[list[Entry]], task: Task, progress: Progres
     out.uploaded += 1
     out.bytes += entries[0].size
     out.entries.update({task.audio_key: entries[0], task.sidecar_key: entries[1]})
+    out.done.append(task)
     progress.item_done(True)
 
 
