@@ -3,9 +3,11 @@
 Requests go through obstore (``s3_store``); boto3 only does what obstore cannot (``s3_boto``).
 Each object carries user metadata x-amz-meta-historyfs-item-id, -format and, when known before
 the upload starts, -sha256 (of its bytes). An object below the multipart threshold is one PUT
-of bytes already in memory; a larger one (or audio of unknown length that grows past the
-threshold) streams as a multipart upload whose parts go out in parallel while the body is still
-arriving, its part size chosen from the announced size. A PUT or a completed multipart upload is
+of bytes already in memory. A larger one whose size is announced and at most SINGLE_PUT_MAX is
+also one PUT, sent once it has arrived; any other (larger, or audio of unknown length that grows
+past the threshold) streams as a multipart upload whose parts go out in parallel while the body
+is still arriving, its part size chosen from the announced size. A PUT or a completed multipart
+upload is
 atomic, so no partial object is ever visible; a stream that breaks or is cancelled (``abort``)
 aborts its upload, and ``prepare`` aborts the unfinished uploads a killed run left in the
 exporter's namespace (by-voice/, by-date/, the manifest).
@@ -26,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 from historyfs.errors import ConfigError, HistoryFSError
 
 from . import s3_store
-from .base import MANIFEST_KEY, Cancelled, DestinationError, DestinationOptions, Exporter, ObjectInfo
+from .base import MANIFEST_KEY, Cancelled, DestinationOptions, Exporter, ObjectInfo
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,14 @@ MIB = 1024 * 1024
 MIN_PART = 8 * MIB
 #: A large object is cut into about this many parts, uploaded at once: 48 MiB goes as 4 x 12 MiB.
 PARTS_PER_OBJECT = 4
-#: Parts are at most this large, and at most this many objects stream at once, which bounds the
-#: memory of parts in flight to MULTIPART_OBJECTS x (PARTS_PER_OBJECT + 1) x MAX_PART = 320 MiB.
+#: Parts are at most this large, and at most this many large objects are in flight at once, which
+#: bounds their memory to MULTIPART_OBJECTS x max(SINGLE_PUT_MAX, (PARTS_PER_OBJECT + 1) x MAX_PART).
 MAX_PART, MULTIPART_OBJECTS = 16 * MIB, 4
+#: A large object whose size is announced and at most this is sent as ONE PUT once it has arrived,
+#: as s5cmd does below its 50 MiB part size: a multipart upload costs the store the assembly of
+#: its parts (rclone serve s3 re-reads them all), and with several objects in flight one stream
+#: each is as fast as parallel parts. Larger or unannounced objects go multipart while they arrive.
+SINGLE_PUT_MAX = 64 * MIB
 READ_ATTEMPTS = 4  # reads of the manifest whose body is cut short
 _UNREAD = object()
 
@@ -90,7 +97,7 @@ class S3Exporter(Exporter):
         with self._open_lock:
             if self._store is None:
                 creds = s3_store.env_credentials(self.options)
-                provider = None if creds else s3_boto().credential_provider(self._session_locked())
+                provider = None if creds else _boto().credential_provider(self._session_locked())
                 self._store = s3_store.open_store(self.bucket, self.prefix, self.options, self._region_locked(), creds, provider)
             return self._store
 
@@ -101,17 +108,17 @@ class S3Exporter(Exporter):
         region = self._session_locked().region_name
         if region or self.endpoint_url:
             return str(region or "us-east-1")
-        return str(s3_boto().bucket_region(self._boto_client_locked("us-east-1"), self.bucket))
+        return str(_boto().bucket_region(self._boto_client_locked("us-east-1"), self.bucket))
 
     def _session_locked(self) -> Any:
         if self._boto is None:
-            self._boto = (s3_boto().session(self.options.profile), None)
+            self._boto = (_boto().session(self.options.profile), None)
         return self._boto[0]
 
     def _boto_client_locked(self, region: str | None = None) -> Any:
         session = self._session_locked()
         if self._boto is None or self._boto[1] is None:
-            self._boto = (session, s3_boto().client(session, self.endpoint_url, region or self._region_locked()))
+            self._boto = (session, _boto().client(session, self.endpoint_url, region or self._region_locked()))
         return self._boto[1]
 
     def _control(self) -> Any:
@@ -142,7 +149,7 @@ class S3Exporter(Exporter):
         except BaseError as exc:
             raise self._fail(exc, "listing") from None
         prefix = self._key("")
-        return {k[len(prefix) :]: n for k, n in s3_boto().list_sizes(self._control(), self.bucket, prefix).items()}
+        return {k[len(prefix) :]: n for k, n in _boto().list_sizes(self._control(), self.bucket, prefix).items()}
 
     def _read(self, key: str) -> bytes | None:
         if key == MANIFEST_KEY and self._manifest_bytes is not _UNREAD:
@@ -175,8 +182,11 @@ class S3Exporter(Exporter):
         return self.options.multipart_threshold
 
     def _write_stream(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
-        self._prepared()
         with self._streams:
+            if 0 < info.size <= SINGLE_PUT_MAX and not self.options.multipart_chunksize:
+                self._put(key, b"".join(self._until_aborted(chunks)), info, multipart=False)
+                return
+            self._prepared()
             self._put(key, self._until_aborted(chunks), info, multipart=True)
 
     def _until_aborted(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -230,7 +240,7 @@ class S3Exporter(Exporter):
 
     def _abort_stale(self) -> None:
         try:
-            client, boto = self._control(), s3_boto()
+            client, boto = self._control(), _boto()
             for key, upload_id in self.stale_uploads():
                 boto.abort_upload(client, self.bucket, key, upload_id)
         except HistoryFSError as exc:
@@ -240,7 +250,7 @@ class S3Exporter(Exporter):
         """(key, upload id) of unfinished multipart uploads under the prefix in the exporter's namespace."""
         prefix = self._key("")
         owned = lambda key: key[len(prefix) :].startswith(OWNED_ROOTS)  # noqa: E731
-        return list(s3_boto().stale_uploads(self._control(), self.bucket, prefix, owned))
+        return list(_boto().stale_uploads(self._control(), self.bucket, prefix, owned))
 
     def _abort(self) -> None:
         """Stop every item upload at its next chunk; its multipart upload is aborted."""
@@ -254,16 +264,8 @@ class S3Exporter(Exporter):
             boto[1].close()
 
 
-def s3_boto() -> Any:
+def _boto() -> Any:
     """The boto3 helpers, imported on first need."""
     from . import s3_boto as module
 
     return module
-
-
-def s3_error(exc: BaseException, what: str, bucket: str, endpoint: str | None) -> HistoryFSError:
-    """One-line error for an S3 failure (see s3_store.s3_error)."""
-    return s3_store.s3_error(exc, what, bucket, endpoint)
-
-
-__all__ = ["OWNED_ROOTS", "S3Exporter", "DestinationError", "parse_s3_url", "part_size", "s3_error"]

@@ -6,7 +6,8 @@ The file is 0600 JSON, replaced atomically after every pass (``read_all`` lists 
 `historyfs status`):
 
     version 1; destination (a password in the URL is masked); pid; state: "running",
-    "backing-off" (after a failure, until ``next_attempt``) or "stopped"; started, updated,
+    "backing-off" (after a failure, until ``next_attempt``) or "stopped"; phase: what it is doing
+    ("full", "poll", "waiting", "starting", "stopped"); started, updated,
     last_poll, last_full_reconcile, next_attempt: ISO 8601 UTC or null; interval_s,
     full_resync_s, delete; polls and full_reconciles: passes started; items_mirrored (items of the
     selection whole at the destination) and items_pending (known, not yet mirrored: they are
@@ -81,7 +82,7 @@ class WatchState:
         self._started = 0.0  # unix time the current pass started
         now = time.time()
         self.doc: dict[str, Any] = {
-            "version": STATE_VERSION, "destination": masked(dest), "pid": os.getpid(), "state": "running",
+            "version": STATE_VERSION, "destination": masked(dest), "pid": os.getpid(), "state": "running", "phase": "starting",
             "started": iso(now), "updated": iso(now), "interval_s": interval, "full_resync_s": full_resync, "delete": delete,
             "last_poll": None, "last_full_reconcile": None, "next_attempt": None, "polls": 0, "full_reconciles": 0,
             "items_mirrored": 0, "items_pending": 0, "uploaded": 0, "deleted": 0,
@@ -92,6 +93,7 @@ class WatchState:
         """Count a poll or full reconcile as started; its number."""
         key = "full_reconciles" if full else "polls"
         self.doc[key] += 1
+        self.doc["phase"] = "full" if full else "poll"
         self._started = round(time.time(), 3)
         self.doc["last_full_reconcile" if full else "last_poll"] = iso(self._started)
         self.write()
@@ -120,10 +122,11 @@ class WatchState:
     def waiting(self, next_attempt: float | None, *, backing_off: bool = False) -> None:
         self.doc["next_attempt"] = iso(next_attempt)
         self.doc["state"] = "backing-off" if backing_off else "running"
+        self.doc["phase"] = "waiting"
         self.write()
 
     def stopped(self) -> None:
-        self.doc["state"], self.doc["next_attempt"] = "stopped", None
+        self.doc["state"], self.doc["phase"], self.doc["next_attempt"] = "stopped", "stopped", None
         self.write()
 
     def _keep(self, key: str, entry: dict[str, Any], limit: int) -> None:

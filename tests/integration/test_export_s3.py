@@ -72,6 +72,19 @@ def test_export_to_s3_with_metadata_then_rerun_uploads_nothing(tenant: Tenant, c
     assert (again["uploaded"], again["skipped"]) == (0, 24) and len(tenant.requests("audio")) == audio_calls
 
 
+def test_a_no_op_rerun_loads_neither_boto3_nor_the_sdk(tenant: Tenant, cli: Any, s3_env: S3Server, s3_bucket: str) -> None:
+    """Start fast: with credentials and region in the environment, a run with nothing to upload needs obstore only."""
+    assert cli("export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC").code == 0
+    probe = (
+        "import sys; from historyfs.cli import main; code = main(sys.argv[1:]); "
+        "print(sorted(m for m in ('boto3', 'botocore', 'elevenlabs', 's3transfer') if m in sys.modules)); sys.exit(code)"
+    )
+    env = {**os.environ, "ELEVENLABS_API_KEY": tenant.key, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", probe, "export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout[: r.stdout.rindex("}") + 1])["uploaded"] == 0 and r.stdout.strip().endswith("[]")
+
+
 def test_delete_on_s3_stays_inside_the_prefix(tenant: Tenant, cli: Any, s3_client: Any, s3_bucket: str) -> None:
     s3_client.put_object(Bucket=s3_bucket, Key="mirror/outside.mp3", Body=b"not under the prefix")
     s3_client.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/by-voice/foreign.mp3", Body=b"not ours")
@@ -93,6 +106,16 @@ def test_large_item_goes_multipart(tenant: Tenant, cli: Any, s3_client: Any, s3_
     assert head["ETag"].strip('"').endswith("-2")  # two parts
     assert objects(s3_client, s3_bucket, key)[key] == tenant.lib.audio_bytes(big.history_item_id)
     assert uploads_in_progress(s3_client, s3_bucket) == []
+
+
+def test_a_large_item_of_announced_size_is_one_put(tenant: Tenant, cli: Any, s3_client: Any, s3_bucket: str) -> None:
+    """Above the streaming threshold but with a Content-Length below SINGLE_PUT_MAX: one PUT once it arrived (no part assembly)."""
+    big = HistoryItem.from_json(tenant.lib.add_item(text="a chapter", voice_id="BigVoiceIdBBBBBBBBBB", voice_name="Big", audio_size=9 * 1024 * 1024))
+    r = cli("export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC", "--voice", "Big")
+    assert r.code == 0, r.err
+    key = f"{PREFIX}/{tenant.placements()[big.history_item_id].relpath('by-voice')}"
+    assert "-" not in s3_client.head_object(Bucket=s3_bucket, Key=key)["ETag"]
+    assert objects(s3_client, s3_bucket, key)[key] == tenant.lib.audio_bytes(big.history_item_id)
 
 
 def test_storage_class_sse_and_checksum_mode(tenant: Tenant, cli: Any, s3_client: Any, s3_bucket: str) -> None:
