@@ -238,6 +238,18 @@ def test_unknown_profile(tenant: Tenant, cli: Any, s3_env: S3Server, s3_bucket: 
     _assert_refused(cli("export", f"s3://{s3_bucket}/x", "--profile", "nobody"), tenant, "AWS profile 'nobody' not found")
 
 
+def test_credentials_from_a_profile(tenant: Tenant, cli: Any, s3_env: S3Server, s3_client: Any, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without keys in the environment, or with --profile, boto3's chain provides them to the S3 client."""
+    creds = tmp_path / "credentials"
+    creds.write_text(f"[backup]\naws_access_key_id = {s3_env.env['AWS_ACCESS_KEY_ID']}\naws_secret_access_key = {s3_env.env['AWS_SECRET_ACCESS_KEY']}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    r = cli("export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC", "--profile", "backup", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["uploaded"] == 24 and mirrored(s3_client, s3_bucket) == expected_files(tenant, tenant.items())
+
+
 def test_access_denied(tenant: Tenant, cli: Any, s3_env: S3Server, denying_endpoint: str) -> None:
     _assert_refused(cli("export", "s3://locked-bucket/x", "--endpoint-url", denying_endpoint), tenant, "access denied to S3 bucket 'locked-bucket'")
 
