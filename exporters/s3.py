@@ -33,7 +33,7 @@ from .base import MANIFEST_KEY, Cancelled, DestinationOptions, Exporter, ObjectI
 log = logging.getLogger(__name__)
 
 #: Top-level folders of the exporter's keys: uploads left unfinished there are ours to abort.
-OWNED_ROOTS = ("by-voice/", "by-date/", MANIFEST_KEY)
+OWNED_ROOTS = ("by-voice/", "by-date/", ".historyfs-")
 META_ITEM_ID, META_SHA256, META_FORMAT = "historyfs-item-id", "historyfs-sha256", "historyfs-format"
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
 MIB = 1024 * 1024
@@ -50,6 +50,10 @@ MAX_PART, MULTIPART_OBJECTS = 16 * MIB, 4
 #: each is as fast as parallel parts. Larger or unannounced objects go multipart while they arrive.
 SINGLE_PUT_MAX = 64 * MIB
 READ_ATTEMPTS = 4  # reads of the manifest whose body is cut short
+#: Written before a run's first multipart upload, removed when every one of them ended well. A run
+#: that finds it (one was killed or failed mid-upload) aborts the unfinished uploads through boto3;
+#: a run that does not never loads boto3 for that.
+MARKER_KEY = ".historyfs-multipart"
 _UNREAD = object()
 
 
@@ -89,7 +93,7 @@ class S3Exporter(Exporter):
         self._manifest_bytes: Any = _UNREAD  # what check() read, handed to the first _read of the manifest
         self._aborted = threading.Event()  # abort() was called: item uploads stop
         self._streams = threading.BoundedSemaphore(MULTIPART_OBJECTS)
-        self._preparing: threading.Thread | None = None  # aborts stale uploads; multipart waits for it
+        self._unfinished = _Unfinished(self)
 
     # -- connections -------------------------------------------------------------------
     def store(self) -> Any:
@@ -143,13 +147,15 @@ class S3Exporter(Exporter):
         from obstore.exceptions import BaseError, InvalidPathError
 
         try:
-            return {m["path"]: m["size"] for batch in obstore.list(self.store(), chunk_size=1000) for m in batch}
+            sizes = {m["path"]: m["size"] for batch in obstore.list(self.store(), chunk_size=1000) for m in batch}
         except InvalidPathError:
             log.info("a key under s3://%s/%s has '.', '..' or empty segments: listing through boto3", self.bucket, self.prefix)
+            prefix = self._key("")
+            sizes = {k[len(prefix) :]: n for k, n in _boto().list_sizes(self._control(), self.bucket, prefix).items()}
         except BaseError as exc:
             raise self._fail(exc, "listing") from None
-        prefix = self._key("")
-        return {k[len(prefix) :]: n for k, n in _boto().list_sizes(self._control(), self.bucket, prefix).items()}
+        self._unfinished.found(sizes)
+        return sizes
 
     def _read(self, key: str) -> bytes | None:
         if key == MANIFEST_KEY and self._manifest_bytes is not _UNREAD:
@@ -185,9 +191,8 @@ class S3Exporter(Exporter):
         with self._streams:
             if 0 < info.size <= SINGLE_PUT_MAX and not self.options.multipart_chunksize:
                 self._put(key, b"".join(self._until_aborted(chunks)), info, multipart=False)
-                return
-            self._prepared()
-            self._put(key, self._until_aborted(chunks), info, multipart=True)
+            else:
+                self._put(key, self._until_aborted(chunks), info, multipart=True)
 
     def _until_aborted(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
@@ -202,12 +207,18 @@ class S3Exporter(Exporter):
         if info.item_id is not None and self._aborted.is_set():  # the manifest is still written
             raise Cancelled(f"upload of {key} cancelled")
         size = part_size(info.size, self.options.multipart_chunksize)
+        if multipart:
+            self._unfinished.begin()
         try:
             obstore.put(self.store(), key, body, attributes=self._attributes(info), use_multipart=multipart, chunk_size=size, max_concurrency=PARTS_PER_OBJECT)
-        except Cancelled:
-            raise Cancelled(f"upload of {key} cancelled") from None
-        except BaseError as exc:
-            raise self._fail(exc, f"upload of {key}") from None
+        except BaseException as exc:
+            if multipart:
+                self._unfinished.failed = True  # obstore aborts it, but that may have failed too: the next run checks
+            if isinstance(exc, Cancelled):
+                raise Cancelled(f"upload of {key} cancelled") from None
+            if isinstance(exc, BaseError):
+                raise self._fail(exc, f"upload of {key}") from None
+            raise
 
     def _attributes(self, info: ObjectInfo) -> dict[str, str]:
         attrs = {"Content-Type": info.content_type}
@@ -228,23 +239,8 @@ class S3Exporter(Exporter):
             raise self._fail(exc, "delete") from None
 
     def _prepare(self) -> None:
-        """Abort the multipart uploads an interrupted run left in the exporter's namespace, on a thread
-        of its own: boto3 takes ~0.3 s to load, and only multipart uploads (which wait for it) could
-        be mistaken for stale ones. A failure is a warning: such uploads only cost storage."""
-        self._preparing = threading.Thread(target=self._abort_stale, name="s3-prepare", daemon=True)
-        self._preparing.start()
-
-    def _prepared(self) -> None:
-        if self._preparing is not None:
-            self._preparing.join()
-
-    def _abort_stale(self) -> None:
-        try:
-            client, boto = self._control(), _boto()
-            for key, upload_id in self.stale_uploads():
-                boto.abort_upload(client, self.bucket, key, upload_id)
-        except HistoryFSError as exc:
-            log.warning("unfinished multipart uploads under s3://%s/%s were not cleaned up: %s", self.bucket, self.prefix, exc)
+        """Abort the multipart uploads a killed run left, if its marker says there may be some."""
+        self._unfinished.clean_up()
 
     def stale_uploads(self) -> list[tuple[str, str]]:
         """(key, upload id) of unfinished multipart uploads under the prefix in the exporter's namespace."""
@@ -257,11 +253,73 @@ class S3Exporter(Exporter):
         self._aborted.set()
 
     def _release(self) -> None:
-        self._prepared()
+        self._unfinished.finish()
         with self._open_lock:
             boto, self._boto, self._store = self._boto, None, None
         if boto is not None and boto[1] is not None:
             boto[1].close()
+
+
+class _Unfinished:
+    """Multipart uploads across runs: the marker object, and cleaning up after a run killed mid-upload.
+
+    The cleanup runs on a thread of its own (boto3 takes ~0.3 s to load) while small items go up;
+    a multipart upload of this run waits for it, so that it is never mistaken for a stale one.
+    A failed cleanup is a warning (such uploads only cost storage) and keeps the marker."""
+
+    def __init__(self, exporter: S3Exporter) -> None:
+        self.exp = exporter
+        self.seen = self.written = self.failed = False  # failed: one of ours may be left open
+        self.cleaned = False  # a cleanup ran to the end
+        self._lock = threading.Lock()  # guards written
+        self._cleaning: threading.Thread | None = None
+
+    def found(self, sizes: dict[str, int]) -> None:
+        self.seen = sizes.pop(MARKER_KEY, None) is not None
+
+    def clean_up(self) -> None:
+        if self.seen and self._cleaning is None:
+            self._cleaning = threading.Thread(target=self._abort_stale, name="s3-cleanup", daemon=True)
+            self._cleaning.start()
+
+    def begin(self) -> None:
+        """Before a multipart upload: the cleanup is over, and the marker is there."""
+        self.wait()
+        with self._lock:
+            if not self.written:
+                self._obstore_call("put", MARKER_KEY, b"")
+                self.written = True
+
+    def wait(self) -> None:
+        if self._cleaning is not None:
+            self._cleaning.join()
+
+    def finish(self) -> None:
+        """At the end of a run: the marker goes when every multipart upload ended well."""
+        self.wait()
+        if (self.cleaned or (self.written and not self.seen)) and not self.failed:
+            try:
+                self._obstore_call("delete", MARKER_KEY)
+            except HistoryFSError as exc:
+                log.warning("could not remove s3://%s/%s/%s (%s): the next run will clean up again", self.exp.bucket, self.exp.prefix, MARKER_KEY, exc)
+
+    def _abort_stale(self) -> None:
+        try:
+            client, boto = self.exp._control(), _boto()
+            for key, upload_id in self.exp.stale_uploads():
+                boto.abort_upload(client, self.exp.bucket, key, upload_id)
+            self.cleaned = True
+        except HistoryFSError as exc:
+            log.warning("unfinished multipart uploads under s3://%s/%s were not cleaned up: %s", self.exp.bucket, self.exp.prefix, exc)
+
+    def _obstore_call(self, name: str, *args: Any) -> None:
+        import obstore
+        from obstore.exceptions import BaseError
+
+        try:
+            getattr(obstore, name)(self.exp.store(), *args)
+        except BaseError as exc:
+            raise self.exp._fail(exc, f"{name} of {MARKER_KEY}") from None
 
 
 def _boto() -> Any:
