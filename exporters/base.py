@@ -18,14 +18,15 @@ A plugin implements four primitives over its storage (``_scan``, ``_read``, ``_w
 (each byte is hashed once, on its way), and thread safety (``put_item`` is called from many
 threads at once).
 
-Bodies (see ``bodies``): audio is read once and hashed on the way. A store that does not stream
-gets every object as a seekable file whose hash and size are known first (so metadata such as
-S3's x-amz-meta-historyfs-sha256 can be set on the object itself). A store that streams says from
-which size (``_stream_threshold``): audio is held in memory up to that size and then handed over
-as ``bytes``; audio that grows past it (announced or not: a response without Content-Length
-streams too) goes to ``_write_stream`` chunk by chunk as it arrives, so the upload overlaps the
-download. Its sha256 is recorded in the manifest; it is not known when the store starts the
-object, so ``ObjectInfo.sha256`` is "" for such a write.
+Bodies (see ``bodies``): a download is read once and hashed on the way. A store that does not
+stream gets every object as a seekable file whose hash and size are known first (so metadata such
+as S3's x-amz-meta-historyfs-sha256 can be set on the object itself); so does every store for a
+local file (a mount's cache: hashed in place, then given whole, the store reads it as it likes).
+A store that streams says from which size (``_stream_threshold``): a download is held in memory
+up to that size and then handed over as ``bytes``; one that grows past it (announced or not: a
+response without Content-Length streams too) goes to ``_write_stream`` chunk by chunk as it
+arrives, so the upload overlaps the download. Its sha256 is recorded in the manifest; it is not
+known when the store starts the object, so ``ObjectInfo.sha256`` is "" for such a write.
 
 Keys are relative, '/'-separated paths under the destination, e.g.
 ``by-voice/Rachel/2026-11/2026-11-23/14-03-27 Hello [ja9xsmfG].mp3``.
@@ -44,7 +45,7 @@ from typing import IO, ClassVar
 
 from historyfs.errors import ConfigError, HistoryFSError
 
-from .bodies import SPOOL_MEMORY_LIMIT, Cancelled, HashingChunks, Spooled, chunks_of, copy_body, spool, take
+from .bodies import SPOOL_MEMORY_LIMIT, Cancelled, HashingChunks, Spooled, copy_body, hash_file, spool, take
 from .manifest import MANIFEST_KEY, MANIFEST_VERSION, Entry
 from .manifest import dump as _dump_manifest
 from .manifest import parse as _parse_manifest
@@ -237,9 +238,12 @@ class Exporter(ABC):
 
     # -- internals -------------------------------------------------------------------
     def _put_audio(self, upload: ItemUpload) -> Entry:
-        """In memory up to the store's threshold and then one ``_write``, else streamed; spooled if it cannot stream."""
+        """A local file: hashed, then handed over whole. A download: in memory up to the store's
+        threshold and then one ``_write``, else streamed as it arrives; spooled if the store cannot stream."""
+        if isinstance(upload.audio, io.IOBase):
+            return self._put_spooled(upload, hash_file(upload.audio, upload.cancel))
         threshold = self._stream_threshold()
-        hashed = HashingChunks(chunks_of(upload.audio), upload.cancel)
+        hashed = HashingChunks(upload.audio, upload.cancel)
         if threshold is None:
             return self._put_spooled(upload, spool(hashed))
         head, rest = take(iter(hashed), threshold)

@@ -9,7 +9,6 @@ stores that cannot stream: the body goes to a temporary file past ``SPOOL_MEMORY
 from __future__ import annotations
 
 import hashlib
-import io
 import shutil
 import tempfile
 import threading
@@ -30,11 +29,18 @@ class Cancelled(HistoryFSError):
     """A transfer was stopped because the run is being interrupted."""
 
 
-def chunks_of(audio: Iterable[bytes] | IO[bytes]) -> Iterable[bytes]:
-    """The audio as chunks: a local file is read in FILE_CHUNK pieces, anything else is already chunks."""
-    if isinstance(audio, io.IOBase):
-        return iter(lambda: audio.read(FILE_CHUNK), b"")  # type: ignore[union-attr]
-    return audio
+def file_chunks(f: IO[bytes], size: int = FILE_CHUNK) -> Iterator[bytes]:
+    """A local file from where it stands, in ``size`` pieces."""
+    return iter(lambda: f.read(size), b"")
+
+
+def hash_file(f: IO[bytes], cancel: threading.Event | None = None) -> Spooled:
+    """A local file used in place (no copy): hashed and measured, then rewound."""
+    hashed = HashingChunks(file_chunks(f), cancel)
+    for _ in hashed:
+        pass
+    f.seek(0)
+    return Spooled(f, hashed.sha256, hashed.size)
 
 
 class HashingChunks:

@@ -3,11 +3,10 @@
 Requests go through obstore (``s3_store``); boto3 only does what obstore cannot (``s3_boto``).
 Each object carries user metadata x-amz-meta-historyfs-item-id, -format and, when known before
 the upload starts, -sha256 (of its bytes). An object below the multipart threshold is one PUT
-of bytes already in memory. A larger one whose size is announced and at most SINGLE_PUT_MAX is
-also one PUT, sent once it has arrived; any other (larger, or audio of unknown length that grows
-past the threshold) streams as a multipart upload whose parts go out in parallel while the body
-is still arriving, its part size chosen from the announced size. A PUT or a completed multipart
-upload is
+of bytes already in memory, and so is a local file (a mount's cache) up to SINGLE_PUT_MAX; a
+larger download (or audio of unknown length that grows past the threshold) streams as a multipart
+upload whose parts go out in parallel while the body is still arriving, its part size chosen from
+the announced size. A PUT or a completed multipart upload is
 atomic, so no partial object is ever visible; a stream that breaks or is cancelled (``abort``)
 aborts its upload, and ``prepare`` aborts the unfinished uploads a killed run left in the
 exporter's namespace (by-voice/, by-date/, the manifest).
@@ -29,6 +28,7 @@ from historyfs.errors import ConfigError, HistoryFSError
 
 from . import s3_store
 from .base import MANIFEST_KEY, Cancelled, DestinationOptions, Exporter, ObjectInfo
+from .bodies import file_chunks
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,10 @@ PARTS_PER_OBJECT = 4
 #: Parts are at most this large, and at most this many large objects are in flight at once, which
 #: bounds their memory to MULTIPART_OBJECTS x max(SINGLE_PUT_MAX, (PARTS_PER_OBJECT + 1) x MAX_PART).
 MAX_PART, MULTIPART_OBJECTS = 16 * MIB, 4
-#: A large object whose size is announced and at most this is sent as ONE PUT once it has arrived,
-#: as s5cmd does below its 50 MiB part size: a multipart upload costs the store the assembly of
-#: its parts (rclone serve s3 re-reads them all), and with several objects in flight one stream
-#: each is as fast as parallel parts. Larger or unannounced objects go multipart while they arrive.
+#: A local file (a mount's cache) up to this size is sent as ONE PUT, as s5cmd does below its 50 MiB
+#: part size: a multipart upload costs the store the assembly of its parts (rclone serve s3
+#: re-reads them all), and with several objects in flight one stream each is as fast as parallel
+#: parts. A download is not held whole for that: its parts go out while it arrives.
 SINGLE_PUT_MAX = 64 * MIB
 READ_ATTEMPTS = 4  # reads of the manifest whose body is cut short
 #: Written before a run's first multipart upload, removed when every one of them ended well. A run
@@ -180,19 +180,24 @@ class S3Exporter(Exporter):
         raise AssertionError("unreachable")
 
     def _write(self, key: str, body: IO[bytes], info: ObjectInfo) -> None:
-        data = body.read()
-        big = len(data) >= self.options.multipart_threshold
-        self._put(key, data, info, multipart=big)
+        """Bytes in memory, a local file (a mount's cache) or the manifest: one PUT up to
+        SINGLE_PUT_MAX, else (or with --multipart-chunk-size) parts read from the body as they go."""
+        if info.size < self.options.multipart_threshold:
+            self._put(key, body.read(), info, multipart=False)
+            return
+        with self._streams:
+            if info.size <= SINGLE_PUT_MAX and not self.options.multipart_chunksize:
+                self._put(key, body.read(), info, multipart=False)
+            else:
+                self._put(key, self._until_aborted(file_chunks(body)), info, multipart=True)
 
     def _stream_threshold(self) -> int | None:
         return self.options.multipart_threshold
 
     def _write_stream(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
+        """A download past the threshold: parts go out while it arrives (the upload overlaps it)."""
         with self._streams:
-            if 0 < info.size <= SINGLE_PUT_MAX and not self.options.multipart_chunksize:
-                self._put(key, b"".join(self._until_aborted(chunks)), info, multipart=False)
-            else:
-                self._put(key, self._until_aborted(chunks), info, multipart=True)
+            self._put(key, self._until_aborted(chunks), info, multipart=True)
 
     def _until_aborted(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:

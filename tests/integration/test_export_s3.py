@@ -113,14 +113,26 @@ def test_large_item_goes_multipart(tenant: Tenant, cli: Any, s3_client: Any, s3_
     assert uploads_in_progress(s3_client, s3_bucket) == []
 
 
-def test_a_large_item_of_announced_size_is_one_put(tenant: Tenant, cli: Any, s3_client: Any, s3_bucket: str) -> None:
-    """Above the streaming threshold but with a Content-Length below SINGLE_PUT_MAX: one PUT once it arrived (no part assembly)."""
-    big = HistoryItem.from_json(tenant.lib.add_item(text="a chapter", voice_id="BigVoiceIdBBBBBBBBBB", voice_name="Big", audio_size=9 * 1024 * 1024))
-    r = cli("export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC", "--voice", "Big")
+def test_a_large_cached_item_is_one_put_and_a_large_download_streams_in_parts(tenant: Tenant, cli: Any, s3_client: Any, s3_bucket: str, tmp_path: Path) -> None:
+    """From a mount's cache (size known, nothing to wait for): one PUT, its sha256 in the metadata.
+    From the API: parts go out while it downloads (no part assembly is worth holding 9 MiB for)."""
+    from historyfs.cache import BlobCache
+
+    items = [HistoryItem.from_json(tenant.lib.add_item(text=f"chapter {n}", voice_id="BigVoiceIdBBBBBBBBBB", voice_name="Big", audio_size=9 * 1024 * 1024)) for n in (1, 2)]
+    cache = BlobCache(tmp_path / "cache")
+    try:
+        w = cache.writer(f"{items[0].history_item_id}.mp3")
+        w.write(tenant.lib.audio_bytes(items[0].history_item_id))
+        w.commit()
+    finally:
+        cache.close()
+    r = cli("export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC", "--voice", "Big", "--cache-dir", str(tmp_path / "cache"))
     assert r.code == 0, r.err
-    key = f"{PREFIX}/{tenant.placements()[big.history_item_id].relpath('by-voice')}"
-    assert "-" not in s3_client.head_object(Bucket=s3_bucket, Key=key)["ETag"]
-    assert objects(s3_client, s3_bucket, key)[key] == tenant.lib.audio_bytes(big.history_item_id)
+    keys = [f"{PREFIX}/{tenant.placements()[i.history_item_id].relpath('by-voice')}" for i in items]
+    heads = [s3_client.head_object(Bucket=s3_bucket, Key=k) for k in keys]
+    assert "-" not in heads[0]["ETag"] and heads[1]["ETag"].strip('"').endswith("-2")
+    assert heads[0]["Metadata"]["historyfs-sha256"] == hashlib.sha256(tenant.lib.audio_bytes(items[0].history_item_id)).hexdigest()
+    assert all(objects(s3_client, s3_bucket, k)[k] == tenant.lib.audio_bytes(i.history_item_id) for k, i in zip(keys, items, strict=True))
 
 
 def test_storage_class_sse_and_checksum_mode(tenant: Tenant, cli: Any, s3_client: Any, s3_bucket: str) -> None:

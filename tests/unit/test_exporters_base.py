@@ -8,7 +8,7 @@ import threading
 import pytest
 from obstore.exceptions import GenericError, PermissionDeniedError
 
-from exporters.bodies import Cancelled, HashingChunks, chunks_of, spool, take
+from exporters.bodies import Cancelled, HashingChunks, file_chunks, hash_file, spool, take
 from exporters.local import folder_from_url
 from exporters.manifest import Entry, dump, parse
 from exporters.s3 import MIB, parse_s3_url, part_size
@@ -53,11 +53,14 @@ def test_hashing_chunks_know_when_the_source_ran_out() -> None:
     assert list(it) == [b"b"] and hashed.finished and hashed.sha256 == hashlib.sha256(b"a" * 10 + b"b").hexdigest()
 
 
-def test_a_local_file_is_read_in_large_pieces(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    (tmp_path / "f").write_bytes(b"z" * (3 * 1024 * 1024 + 5))
+def test_a_local_file_is_hashed_in_place_in_large_pieces(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = b"z" * (3 * 1024 * 1024 + 5)
+    (tmp_path / "f").write_bytes(data)
     with open(tmp_path / "f", "rb") as f:
-        assert [len(c) for c in chunks_of(f)] == [1024 * 1024] * 3 + [5]
-    assert chunks_of([b"x"]) == [b"x"]
+        assert [len(c) for c in file_chunks(f)] == [1024 * 1024] * 3 + [5]
+        f.seek(0)
+        hashed = hash_file(f)
+        assert (hashed.sha256, hashed.size, hashed.file.read()) == (hashlib.sha256(data).hexdigest(), len(data), data)
 
 
 def test_manifest_round_trip_and_garbage() -> None:
