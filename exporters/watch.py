@@ -12,7 +12,8 @@ the destination unreachable, an item that failed) the next one waits longer: ``i
 4, 8... up to ``MAX_BACKOFF``. At start, bad input (a typo in --path, a missing bucket, a bad key)
 ends the command with one line; an unreachable API is waited for. On ``stop`` (SIGTERM/SIGINT):
 no new transfer starts, those in flight get transfer.STOP_GRACE seconds and are then cancelled
-(leaving no partial object), the manifest is written, and the state file says "stopped".
+(leaving no partial object), an API call waits at most WATCH_API_DEADLINE, the manifest is
+written, and the state file says "stopped".
 Items that appear with a date older than the newest known (not seen with the real API) wait for
 the next full reconcile, as in the mount.
 """
@@ -23,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from historyfs.config import parse_tz
@@ -39,6 +40,9 @@ from .watch_state import WatchState, default_path
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0  # seconds: the longest wait between two attempts after failures
+#: An API call of a watch gives up (retries included) after at most this: the watch retries by
+#: itself, and a SIGTERM never waits longer than this plus the stop grace for a call to end.
+WATCH_API_DEADLINE = 10.0
 Report = Callable[[str, ExportSummary], None]  # ("poll 12" / "full 3", what the pass did)
 
 
@@ -67,6 +71,7 @@ def watch(dest: str, opts: ExportOptions, wopts: WatchOptions, stop: threading.E
     wopts.check()
     if opts.dry_run:
         raise ConfigError("--watch cannot be combined with --dry-run")
+    opts = replace(opts, api_deadline=min(opts.api_deadline, WATCH_API_DEADLINE))
     state = WatchState(wopts.state_file or default_path(dest), dest, wopts.interval, wopts.full_resync, opts.delete)
     state.write()
     failures = 0
