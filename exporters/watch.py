@@ -107,10 +107,11 @@ class Watcher:
         self.allowed: set[str] | None = None  # with --search: ids the API selected
         self.failures = 0
         self.tz = parse_tz(opts.tz)
+        self._began = 0.0  # monotonic time the current pass started
 
     def start(self) -> None:
         """The first full reconcile; its errors end the command (bad input) or reopen the session."""
-        number = self.state.pass_started(full=True)
+        number = self._pass_started(full=True)
         self._after_full(number, self.session.reconcile(stop=self.stop))
 
     def loop(self) -> None:
@@ -143,8 +144,12 @@ class Watcher:
         return ok
 
     # -- passes ---------------------------------------------------------------------------
+    def _pass_started(self, *, full: bool) -> int:
+        self._began = time.monotonic()
+        return self.state.pass_started(full)
+
     def _full(self) -> bool:
-        number = self.state.pass_started(full=True)
+        number = self._pass_started(full=True)
         return self._after_full(number, self.session.reconcile(stop=self.stop, relist=True))
 
     def _after_full(self, number: int, summary: ExportSummary) -> bool:
@@ -156,7 +161,7 @@ class Watcher:
         return self._done(f"full {number}", True, number, 0, summary)
 
     def _poll(self) -> bool:
-        number = self.state.pass_started(full=False)
+        number = self._pass_started(full=False)
         newest = max((i.date_unix for i in self.known.values()), default=0)
         new = [i for i in newer_items(self.session.api, newest) if i.history_item_id not in self.known]
         self.known.update((i.history_item_id, i) for i in new)
@@ -181,6 +186,7 @@ class Watcher:
     def _done(self, label: str, full: bool, number: int, new: int, summary: ExportSummary) -> bool:
         """Record and report a pass; False when something in it failed (the next pass backs off)."""
         self.session.exporter.flush()
+        summary.seconds = time.monotonic() - self._began
         mirrored = [(t.item.history_item_id, t.item.date_unix) for t in self.session.uploaded] if summary.uploaded else []
         self.state.pass_done(full, number, new, mirrored, summary.deleted, (len(self.selected - self.pending), len(self.pending)))
         if summary.uploaded or summary.deleted or summary.failed or summary.refused or full:
