@@ -3,9 +3,11 @@
 One ``HistoryClient`` (one connection pool) is shared by ``jobs`` worker threads. The client
 retries every request itself (within its deadline) except a body cut short after its first byte
 (TruncatedBody): only that is retried here, a few times. Any other error fails that item only,
-so an item never takes much longer than the client's deadline (no retry of a retry). Ctrl-C sets the cancel event (workers stop between chunks), aborts the
-exporter's in-flight transfers, and lets completed items be recorded. The manifest is flushed
-every ``FLUSH_SECONDS`` so that even a killed run leaves most of its work recorded.
+so an item never takes much longer than the client's deadline (no retry of a retry). Ctrl-C
+sets the cancel event (workers stop between chunks), aborts the exporter's in-flight transfers,
+and lets completed items be recorded; a stop request (``--watch`` on SIGTERM) first lets them
+finish for ``STOP_GRACE`` seconds. The manifest is flushed every ``FLUSH_SECONDS`` so that even
+a killed run leaves most of its work recorded.
 """
 
 from __future__ import annotations
