@@ -102,7 +102,8 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
     """ExportOptions from the export command's arguments."""
     sel = Selection(tuple(args.voice), args.model, args.since, args.until, args.search, args.source, args.path)
     deadline = getattr(args, "api_deadline", None)
-    extra = {"api_deadline": deadline} if deadline is not None else {}
+    extra: dict[str, Any] = {"api_deadline": deadline} if deadline is not None else {}
+    extra["max_concurrency"] = getattr(args, "max_concurrency", None)
     extra["max_delete"] = args.max_delete
     return ExportOptions(sel, args.format, args.tz, args.delete, args.dry_run, args.jobs, args.cache_dir, destination_options(args), **extra)
 

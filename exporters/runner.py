@@ -65,6 +65,7 @@ class ExportOptions:
     destination: DestinationOptions = field(default_factory=DestinationOptions)
     api_deadline: float = 60.0  # seconds an API call may take, retries included; then its item fails
     max_delete: int = DEFAULT_MAX_DELETE  # --delete removes at most this many objects (guards.py)
+    max_concurrency: int | None = None  # cap on API requests in flight (None: learned from the API)
 
 
 @dataclass(slots=True)
@@ -254,7 +255,8 @@ def _client(client: HistoryClient | None, key: str | None, key_file: str | None,
     api_key = key or load_api_key(key_file)
     assert api_key is not None
     retry = RetryPolicy(deadline=opts.api_deadline)
-    with HistoryClient(api_key, resolve_api_url(url), retry=retry, max_connections=max(32, opts.jobs * 2)) as owned:
+    with HistoryClient(api_key, resolve_api_url(url), retry=retry, max_connections=max(32, opts.jobs * 2),
+                       max_concurrency=opts.max_concurrency) as owned:
         yield owned
 
 

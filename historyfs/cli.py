@@ -52,6 +52,17 @@ def _api_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _concurrency(text: str) -> int:
+    """--max-concurrency: a whole number >= 1 (argparse turns the error into one line)."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return int(text)
+
+
+def _concurrency_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-concurrency", metavar="N", type=_concurrency, help="never more than N API requests in flight (default: learned from the API; set it when other programs share the key)")
+
+
 def _log_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     p.add_argument("--debug", action="store_true", help="debug logging (same as -vv)")
@@ -87,11 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--refresh", metavar="SECONDS", type=float, default=60.0, help="poll for new items every SECONDS (default 60; 0 = never)")
     m.add_argument("--full-resync", metavar="SECONDS", type=float, default=3600.0, help="re-list everything every SECONDS to drop items deleted elsewhere (default 3600)")
     m.add_argument("--api-deadline", metavar="SECONDS", type=float, default=60.0, help="give up an API call (retries included) after SECONDS; reads of uncached audio then fail with EIO (default 60)")
+    _concurrency_option(m)
     m.add_argument("--formats", metavar="LIST", default="native", help="audio formats to show: native (the item's own, usually mp3) and/or wav, comma-separated (default native)")
     m.add_argument("--allow-other", action="store_true", help="let other users see the mount (needs user_allow_other in /etc/fuse.conf)")
     m.add_argument("--uid", type=int, help="owner of every file (default: you)")
     m.add_argument("--gid", type=int, help="group of every file (default: yours)")
     m.add_argument("--umask", metavar="OCTAL", help="permission bits to clear, octal (default 022)")
+    m.add_argument("--sizes", choices=("exact", "lazy"), default="exact", help="exact (default): a stat of a clip never opened learns its size first (a length probe, or the download); lazy: such clips show size 0 until opened (no download for `ls -l`, but tar, rclone and file managers then see empty files)")
     m.add_argument("--xattrs", action="store_true", help="expose user.historyfs.* extended attributes (voice, model, text...; makes `ls -l` about twice as slow; the .json sidecars always have it all)")
     m.add_argument("--foreground", "-f", action="store_true", help="stay in front until unmounted or interrupted")
     m.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPT[,OPT...]", help="raw FUSE mount options")
@@ -121,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--rate-limit", metavar="REQ_PER_S", type=float, default=0.0, help="answer 429 with Retry-After above this many requests/s (0 = off)")
     f.add_argument("--fail-rate", type=float, default=0.0, help="fraction of requests answered 500/503 (0..1)")
     f.add_argument("--truncate-rate", type=float, default=0.0, help="fraction of bodies cut short mid-way (0..1)")
+    f.add_argument("--max-concurrent", metavar="N", type=int, default=0, help="requests in flight per API key; above it, after a 50 ms queue, 429 too_many_concurrent_requests (default 0: no limit)")
+    f.add_argument("--plan", choices=("free", "starter", "creator", "pro", "scale", "business"), help="set --max-concurrent from the plan's limit (2, 3, 5, 10, 15, 15)")
+    f.add_argument("--chunked-audio", action="store_true", help="send audio and download bodies chunked, without Content-Length")
+    f.add_argument("--head", action="store_true", help="answer HEAD on /v1/history/ID/audio with the audio's headers (default: 405, as the real API)")
     _log_options(f)
 
     # -- export --------------------------------------------------------------------------
@@ -142,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--jobs", "-j", type=int, default=8, help="transfers at once (default 8)")
     e.add_argument("--cache-dir", metavar="DIR", help="read audio from a mount's cache folder when present")
     e.add_argument("--api-deadline", metavar="SECONDS", type=float, default=60.0, help="give up an API call (retries included) after SECONDS; that item then fails and a re-run does it (default 60)")
+    _concurrency_option(e)
     e.add_argument("--watch", nargs="?", const=60.0, type=_watch_seconds, metavar="SECONDS", help="keep running: mirror each new clip within SECONDS (default 60) of its creation (DEST goes before --watch)")
     e.add_argument("--full-resync", metavar="SECONDS", type=float, default=3600.0, help="with --watch, re-list both sides every SECONDS; deletions (--delete) happen then (default 3600; 0 = never)")
     e.add_argument("--state-file", metavar="FILE", help="with --watch, where to keep its state (default ~/.cache/historyfs/export-watch/)")

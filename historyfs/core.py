@@ -1,11 +1,14 @@
 """HistoryFS: the mount's path-level operations (stat, list, open, read, unlink...) with no FUSE import.
 
-Owns path resolution over the index (``/by-date/...``, ``/by-voice/...``, the hidden control
-folder ``/.historyfs/``), attributes (modes, inode numbers, sizes, mtimes), open file handles,
-and the delete policy. Raises ``OSError(errno)`` for filesystem answers (ENOENT, EPERM, EROFS,
-ENOTEMPTY...) and lets the ``historyfs.errors`` tree through for the adapter to map.
-Concurrency: ``_lock`` guards the handle table, the hidden set and the tombstones; it is a leaf
-(never held while calling the index, the fetcher or the API).
+Owns path resolution over the index (the views of ``layout.VIEWS``, the hidden control folder
+``/.historyfs/``), attributes (modes, inode numbers, exact sizes, mtimes), open file handles, the
+size contract and the delete policy (``removal.Removals``). A size the kernel is told is exact:
+a stat of a clip whose size is unknown learns it first (``Fetcher.learn_size``) and starts
+learning its folder's other unknown sizes (``readahead.FolderScout``); with ``--sizes lazy`` it
+answers 0 until an open learns it. Whatever the mount learns that the kernel may hold stale (a
+size told as 0, an item deleted, added or moved) it tells the kernel through ``Notifier``.
+Raises ``OSError(errno)`` for filesystem answers and lets the ``historyfs.errors`` tree through.
+Concurrency: ``_lock`` guards the handle table; it is a leaf.
 """
 
 from __future__ import annotations
@@ -17,19 +20,19 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from .deletes import DeleteJournal
-from .fetcher import Fetch, Fetcher, ReadAhead
-from .index import VIEWS, Folder, Index, Slim
-
-CONTROL = ".historyfs"
-STATS_FILE = "stats.json"
+from .errors import fail
+from .fetcher import Fetch, Fetcher
+from .index import Changes, Folder, Index, Slim
+from .layout import AUDIO, CONTROL_DIR as CONTROL, SIDECAR, STATS_FILE, VIEWS, WAV, cache_key, file_name, item_kinds, split_name
+from .readahead import FolderScout, ReadAhead
+from .removal import Removals
 #: A view's items sit at view/<3 folders>/<file>.
 FILE_DEPTH = 5
-AUDIO, SIDECAR, WAV = "audio", "sidecar", "wav"
 XATTR_PREFIX = "user.historyfs."
 #: xattr name (after the prefix) -> item JSON field; "kind" (audio/sidecar/wav) is added.
 XATTR_FIELDS = {"item_id": "history_item_id", "voice": "voice_name", "voice_id": "voice_id", "model": "model_id",
@@ -47,6 +50,7 @@ class Options:
     gid: int = field(default_factory=os.getgid)
     umask: int = 0o022
     xattrs: bool = False  # --xattrs: user.historyfs.* extended attributes (costs `ls -l` two round trips a file)
+    lazy_sizes: bool = False  # --sizes lazy: 0 until an open learns the size (no download for a stat)
 
 
 class Attr(NamedTuple):
@@ -69,18 +73,31 @@ class Opened:
 
 
 class Reader(Protocol):
-    size: int
-
     def read(self, offset: int, n: int) -> bytes: ...
 
     def close(self) -> None: ...
+
+
+class Notifier(Protocol):
+    """Tells the kernel to drop what it caches of a path (attributes, pages); a no-op where it cannot."""
+
+    live: bool
+
+    def invalidate(self, path: str) -> None: ...
+
+
+class NoNotifier:
+    live = False
+
+    def invalidate(self, path: str) -> None:
+        pass
 
 
 class BytesReader:
     """A handle on bytes generated at open (sidecars, control files)."""
 
     def __init__(self, data: bytes) -> None:
-        self.data, self.size = data, len(data)
+        self.data = data
 
     def read(self, offset: int, n: int) -> bytes:
         return self.data[offset : offset + n]
@@ -90,19 +107,21 @@ class BytesReader:
 
 
 class Node(NamedTuple):
-    """What a path names: a folder, an item file, or a control file (a tuple: built on every lookup)."""
+    """What a path names: a folder, an item file, a control file or a ghost (a tuple: built on every lookup)."""
 
     parts: tuple[str, ...]
     folder: Folder | None = None
     slim: Slim | None = None
     kind: str = ""  # AUDIO / SIDECAR / WAV for item files, "control" for control files
+    ghost: Any = None  # the attributes of a name a delete removed (removal.Removals)
 
 
 @dataclass(slots=True)
 class Handle:
-    reader: Reader
+    reader: Any  # BytesReader, or a fetcher Blob for audio
     key: str | None  # cache key while pinned (audio), else None
     node: Node
+    size: int | None  # None: audio of unknown length still arriving
 
 
 def ino_of(name: str) -> int:
@@ -111,26 +130,25 @@ def ino_of(name: str) -> int:
     return n if n > 1 else n + 2
 
 
-def fail(code: int, path: str = "") -> OSError:
-    return OSError(code, os.strerror(code), path)
-
-
 class HistoryFS:
     """The filesystem, path by path. ``stats`` builds stats.json; ``on_miss`` refreshes (bounded)."""
 
     def __init__(self, index: Index, fetcher: Fetcher, deletes: DeleteJournal | None, options: Options,
-                 stats: Callable[[], bytes] = lambda: b"{}\n", on_miss: Callable[[], bool] | None = None) -> None:
-        self.index, self.fetcher, self.deletes, self.opts = index, fetcher, deletes, options
+                 stats: Callable[[], bytes] = lambda: b"{}\n", on_miss: Callable[[], bool] | None = None,
+                 notify: Notifier | None = None) -> None:
+        self.index, self.fetcher, self.opts = index, fetcher, options
         self._stats, self._on_miss = stats, on_miss
+        self.notify: Notifier = notify or NoNotifier()
         self.readahead = ReadAhead(fetcher.prefetch)
+        self.scout = FolderScout(fetcher.learn_later)
+        self.removals = Removals(self, deletes)
         self._lock = threading.Lock()
         self._handles: dict[int, Handle] = {}  # guarded by _lock
         self._fh = itertools.count(1)  # guarded by _lock
-        self._hidden: set[tuple[str, str]] = set()  # (item id, kind) unlinked this session; guarded
-        self._tombstones: set[str] = set()  # paths of names deleted this session; guarded
         writable = options.allow_delete and not options.read_only
         self._file_mode = stat.S_IFREG | ((0o644 if writable else 0o444) & ~options.umask)
         self._dir_mode = stat.S_IFDIR | ((0o755 if writable else 0o555) & ~options.umask)
+        index.on_change = self.tree_changed
 
     # -- resolution -----------------------------------------------------------------------
     def resolve(self, path: str) -> Node:
@@ -140,6 +158,9 @@ class HistoryFS:
         if node is None and self._on_miss is not None and parts and parts[0] in VIEWS and self._on_miss():
             node = self._lookup(parts)
         if node is None:
+            ghost = self.removals.ghost(path)
+            if ghost is not None:
+                return Node(parts, ghost=ghost)
             raise fail(errno.ENOENT, path)
         return node
 
@@ -155,32 +176,23 @@ class HistoryFS:
         if parent is None or len(parts) != FILE_DEPTH or parts[0] not in VIEWS:
             return None
         found = self._file_in(parent, parts[-1])
-        if found is None or (found[0].history_item_id, found[1]) in self._hidden:
+        if found is None or self.removals.hidden(found[0].history_item_id, found[1]):
             return None
         return Node(parts, slim=found[0], kind=found[1])
 
     def _file_in(self, folder: Folder, name: str) -> tuple[Slim, str] | None:
-        if name.endswith(".json"):
-            s = folder.files.get(name[:-5])
-            if s is not None:
-                return s, SIDECAR
-        if self.opts.wav and name.endswith(".wav"):
-            s = folder.files.get(name[:-4])
-            if s is not None and s.ext != ".wav":
-                return s, WAV
-        stem, _, ext = name.rpartition(".")
-        s = folder.files.get(stem)
-        return (s, AUDIO) if s is not None and s.ext == "." + ext else None
+        for stem, kind, ext in split_name(name, self.opts.wav):
+            s = folder.files.get(stem)
+            if s is not None and (s.ext == ext if kind == AUDIO else kind in self.kinds(s)):
+                return s, kind
+        return None
 
-    def _names(self, slim: Slim) -> list[tuple[str, str]]:
-        names = [(slim.stem + slim.ext, AUDIO), (slim.stem + ".json", SIDECAR)]
-        if self.opts.wav and slim.ext != ".wav":
-            names.append((slim.stem + ".wav", WAV))
-        return names
+    def kinds(self, slim: Slim) -> tuple[str, ...]:
+        return item_kinds(slim.ext, self.opts.wav)
 
     @staticmethod
-    def key_of(slim: Slim, kind: str) -> str:
-        return slim.history_item_id + (".wav" if kind == WAV else slim.ext)
+    def job_of(slim: Slim, kind: str) -> Fetch:
+        return Fetch(cache_key(slim.history_item_id, slim.ext, kind), slim.history_item_id, "wav" if kind == WAV else None)
 
     # -- attributes -----------------------------------------------------------------------
     def getattr(self, path: str, fh: int | None = None) -> Attr:
@@ -188,56 +200,101 @@ class HistoryFS:
             with self._lock:
                 handle = self._handles.get(fh)
             if handle is not None:
-                return self._file_attr(handle.node, handle.reader.size)
+                return self._file_attr(handle.node, self._handle_size(handle))
         node = self.resolve(path)
+        if node.ghost is not None:
+            return node.ghost  # type: ignore[no-any-return]
         if node.folder is not None:
-            return self._dir_attr(node)
-        return self._file_attr(node, self._known_size(node))
+            return self.dir_attr(node.parts, node.folder)
+        return self._file_attr(node, self._size(node))
 
-    def _dir_attr(self, node: Node) -> Attr:
-        f = node.folder
-        assert f is not None
-        mtime = f.mtime if node.parts[:1] != (CONTROL,) else self.index.root.mtime
-        return Attr(self._dir_mode, 0, mtime, ino_of("d:" + "/".join(node.parts)), 2 + len(f.dirs),
+    def dir_attr(self, parts: tuple[str, ...], f: Folder) -> Attr:
+        mtime = f.mtime if parts[:1] != (CONTROL,) else self.index.root.mtime
+        return Attr(self._dir_mode, 0, mtime, ino_of("d:" + "/".join(parts)), 2 + len(f.dirs),
                     self.opts.uid, self.opts.gid)
 
     def _file_attr(self, node: Node, size: int) -> Attr:
         if node.slim is None:  # control file
             return Attr(stat.S_IFREG | (0o444 & ~self.opts.umask), size, self.index.root.mtime,
                         ino_of("c:" + "/".join(node.parts)), 1, self.opts.uid, self.opts.gid)
-        return Attr(self._file_mode, size, node.slim.date_unix, ino_of(f"{node.slim.history_item_id}:{node.kind}"),
-                    len(VIEWS), self.opts.uid, self.opts.gid)
+        return self.item_attr(node.slim, node.kind, size)
 
-    def _known_size(self, node: Node) -> int:
-        if node.slim is None:
+    def item_attr(self, slim: Slim, kind: str, size: int) -> Attr:
+        return Attr(self._file_mode, size, slim.date_unix, ino_of(f"{slim.history_item_id}:{kind}"), len(VIEWS),
+                    self.opts.uid, self.opts.gid)
+
+    def known_size(self, slim: Slim, kind: str) -> int | None:
+        """The size if known without any I/O (a listing may carry it), else None."""
+        if kind == SIDECAR:
+            return slim.sidecar_size if slim.sidecar_size >= 0 else None
+        known = self.index.size(cache_key(slim.history_item_id, slim.ext, kind))
+        return 0 if known is None and self.opts.lazy_sizes else known
+
+    def _size(self, node: Node) -> int:
+        """The exact size of a file, learned now when unknown (the size contract; see the module doc)."""
+        slim, kind = node.slim, node.kind
+        if slim is None:
             return 0  # control files are generated at open (direct_io)
-        if node.kind == SIDECAR:
-            return self.index.sidecar_size(node.slim)
-        return self.index.size(self.key_of(node.slim, node.kind)) or 0
+        if kind == SIDECAR:
+            return self.index.sidecar_size(slim)
+        known = self.known_size(slim, kind)
+        if known is not None:
+            return known
+        parts = node.parts[:-1]
+        self.scout.first_unknown(parts, lambda: self._unknown_in(parts, kind))
+        return self.fetcher.learn_size(self.job_of(slim, kind))
+
+    def _unknown_in(self, parts: tuple[str, ...], kind: str) -> list[Fetch]:
+        """The folder's clips of unknown size, in name order (the order `ls -l` and tar stat them)."""
+        folder = self.index.folder(parts)
+        if folder is None:
+            return []
+        stems = sorted(self.index.names(folder)[1])
+        return [self.job_of(s, kind) for _, s in stems if self.known_size(s, kind) is None]
+
+    def _handle_size(self, handle: Handle) -> int:
+        if handle.size is None:
+            handle.size = handle.reader.size(self.fetcher.deadline)
+        return handle.size
 
     # -- listing --------------------------------------------------------------------------
     def readdir(self, path: str) -> list[str]:
         return [name for name, _ in self.entries(path)]
 
-    def entries(self, path: str) -> list[tuple[str, bool]]:
-        """A folder's (name, is_folder): ".", "..", then sorted by name (d_type for free: no stat per entry)."""
+    def entries(self, path: str) -> list[tuple[str, Attr | None]]:
+        """A folder's (name, attributes if known without I/O): ".", "..", then sorted by name.
+
+        A clip of unknown size comes without attributes, so that only a stat of it learns the size.
+        """
         node = self.resolve(path)
         if node.folder is None:
+            if node.ghost is not None and stat.S_ISDIR(node.ghost.mode):
+                return [(".", node.ghost), ("..", None)]
             raise fail(errno.ENOTDIR, path)
-        dirs = [*node.folder.dirs, CONTROL] if not node.parts else self.index.names(node.folder)[0]
-        named = [(d, True) for d in dirs]
+        here = self.dir_attr(node.parts, node.folder) if node.ghost is None else node.ghost
+        dirs, files = self.index.names(node.folder)
+        if not node.parts:
+            dirs = [*dirs, CONTROL]
+        named: list[tuple[str, Attr | None]] = []
+        for d in dirs:
+            sub = node.folder.dirs.get(d)
+            named.append((d, self.dir_attr((*node.parts, d), sub if sub is not None else Folder())))
         if node.parts == (CONTROL,):
-            named.append((STATS_FILE, False))
+            named.append((STATS_FILE, None))
         elif node.parts:
-            named += self._files(node.folder)
-        named.sort()
-        return [(".", True), ("..", True), *named]
+            named += self._files(files)
+        named.sort(key=lambda e: e[0])
+        return [(".", here), ("..", None), *named]
 
-    def _files(self, folder: Folder) -> list[tuple[str, bool]]:
-        with self._lock:
-            hidden = set(self._hidden)
-        return [(n, False) for _, slim in self.index.names(folder)[1] for n, kind in self._names(slim)
-                if not hidden or (slim.history_item_id, kind) not in hidden]
+    def _files(self, files: list[tuple[str, Slim]]) -> list[tuple[str, Attr | None]]:
+        out: list[tuple[str, Attr | None]] = []
+        for _, slim in files:
+            for kind in self.kinds(slim):
+                if not self.removals.hidden(slim.history_item_id, kind):
+                    size = self.known_size(slim, kind)
+                    out.append((file_name(slim.stem, slim.ext, kind),
+                                None if size is None else self.item_attr(slim, kind, size)))
+        return out
 
     # -- xattrs ---------------------------------------------------------------------------
     def listxattr(self, path: str) -> list[str]:
@@ -267,28 +324,46 @@ class HistoryFS:
     # -- open / read / release ------------------------------------------------------------
     def open(self, path: str, flags: int) -> Opened:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
-            raise self._refusal(path)
+            raise self.refusal(path)
         node = self.resolve(path)
-        if node.folder is not None:
+        if node.folder is not None or (node.ghost is not None and stat.S_ISDIR(node.ghost.mode)):
             raise fail(errno.EISDIR, path)
+        if node.ghost is not None:
+            raise fail(errno.ENOENT, path)  # its item is gone: nothing to read
         if node.slim is None:
-            return self._add_handle(Handle(BytesReader(self._stats()), None, node), keep_cache=False, direct_io=True)
+            data = self._stats()
+            return self._add_handle(Handle(BytesReader(data), None, node, len(data)), keep_cache=False, direct_io=True)
         if node.kind == SIDECAR:
             data = self.index.sidecar(node.slim.history_item_id)
             if data is None:
                 raise fail(errno.ENOENT, path)
-            return self._add_handle(Handle(BytesReader(data), None, node), keep_cache=True, direct_io=False)
+            return self._add_handle(Handle(BytesReader(data), None, node, len(data)), keep_cache=True, direct_io=False)
         return self._open_audio(node)
 
     def _open_audio(self, node: Node) -> Opened:
         slim, kind = node.slim, node.kind
         assert slim is not None
-        key = self.key_of(slim, kind)
-        blob = self.fetcher.open(Fetch(key, slim.history_item_id, "wav" if kind == WAV else None))
+        job = self.job_of(slim, kind)
+        told_zero = self.opts.lazy_sizes and self.index.size(job.key) is None
+        blob = self.fetcher.open(job)
         view = node.parts[0]
-        self.readahead.opened(key, lambda n: [Fetch(self.key_of(s, kind), s.history_item_id, "wav" if kind == WAV else None)
-                                              for s in self.index.following(view, slim, n)])
-        return self._add_handle(Handle(blob, key, node), keep_cache=blob.complete, direct_io=False)
+        self.readahead.opened(job.key, lambda n: [self.job_of(s, kind) for s in self.index.following(view, slim, n)])
+        size = blob.size() if blob.size_known else None
+        if told_zero and size is not None:
+            self.tell_kernel(slim.placement.paths((kind,)))  # a stat said 0: the kernel must ask again
+        opened = self._add_handle(Handle(blob, job.key, node, size), keep_cache=size is not None,
+                                  direct_io=size is None)
+        if size is None and told_zero:
+            threading.Thread(target=self._tell_when_sized, args=(blob, slim, kind), daemon=True).start()
+        return opened
+
+    def _tell_when_sized(self, blob: Any, slim: Slim, kind: str) -> None:
+        """A body of unknown length ended: the size the kernel was told (0) is stale now."""
+        try:
+            blob.size(self.fetcher.deadline)
+        except Exception:  # the download failed: nothing learned, nothing to tell
+            return
+        self.tell_kernel(slim.placement.paths((kind,)))
 
     def _add_handle(self, handle: Handle, *, keep_cache: bool, direct_io: bool) -> Opened:
         with self._lock:
@@ -300,7 +375,7 @@ class HistoryFS:
         handle = self._handles.get(fh)  # one dict read is atomic: no lock on the hot path
         if handle is None:
             raise fail(errno.EBADF)
-        return handle.reader.read(offset, size)
+        return handle.reader.read(offset, size)  # type: ignore[no-any-return]
 
     def release(self, fh: int) -> None:
         with self._lock:
@@ -308,7 +383,7 @@ class HistoryFS:
         if handle is None:
             return
         if handle.key is not None:
-            self.fetcher.close(handle.reader, handle.key)  # type: ignore[arg-type]
+            self.fetcher.close(handle.reader, handle.key)
         else:
             handle.reader.close()
 
@@ -317,61 +392,35 @@ class HistoryFS:
             return len(self._handles)
 
     # -- changes ----------------------------------------------------------------------------
-    def _refusal(self, path: str) -> OSError:
+    def refusal(self, path: str) -> OSError:
         return fail(errno.EROFS if self.opts.read_only else errno.EPERM, path)
 
     def refuse(self, path: str, *_: object) -> None:
         """Every change the mount does not support (create, write, rename, chmod...)."""
-        raise self._refusal(path)
-
-    def _check_may_delete(self, path: str) -> None:
-        if self.opts.read_only or not self.opts.allow_delete or self.deletes is None:
-            raise self._refusal(path)
-
-    def _deleted_already(self, path: str) -> bool:
-        """Refuse when deletes are off; True when ``path`` went with an item this mount deleted."""
-        self._check_may_delete(path)
-        with self._lock:
-            return path in self._tombstones
+        raise self.refusal(path)
 
     def unlink(self, path: str) -> None:
-        if self._deleted_already(path):
-            return
-        node = self.resolve(path)
-        if node.folder is not None:
-            raise fail(errno.EISDIR, path)
-        if node.slim is None:
-            raise fail(errno.EPERM, path)
-        if node.kind != AUDIO:  # a sidecar or .wav alone: hidden for this session, nothing remote
-            with self._lock:
-                self._hidden.add((node.slim.history_item_id, node.kind))
-            return
-        assert self.deletes is not None
-        self.deletes.delete(node.slim.history_item_id)
-        self._bury(node.slim)
-
-    def _bury(self, slim: Slim) -> None:
-        """Remember every name the deleted item had, and the folders that emptied with it."""
-        paths: set[str] = set()
-        for view in VIEWS:
-            dir_parts = (view, *slim.dir_parts(view))
-            paths.update("/" + "/".join((*dir_parts, n)) for n, _ in self._names(slim))
-            for depth in range(2, len(dir_parts) + 1):
-                if self.index.folder(dir_parts[:depth]) is None:
-                    paths.add("/" + "/".join(dir_parts[:depth]))
-        with self._lock:
-            self._tombstones |= paths
+        self.removals.unlink(path)
 
     def rmdir(self, path: str) -> None:
-        if self._deleted_already(path):
+        self.removals.rmdir(path)
+
+    def tell_kernel(self, paths: Iterable[str]) -> None:
+        """Drop what the kernel caches of these paths (attributes, entries' pages), if it can be told."""
+        if self.notify.live:
+            for path in dict.fromkeys(paths):
+                self.notify.invalidate(path)
+
+    def tree_changed(self, changes: Changes) -> None:
+        """Items left places (removed, moved) or took new ones: their files and folders changed."""
+        if not self.notify.live:
             return
-        node = self.resolve(path)
-        if node.folder is None:
-            raise fail(errno.ENOTDIR, path)
-        if len(node.parts) < 2 or node.parts[0] == CONTROL:
-            raise fail(errno.EPERM, path)
-        if len(self.readdir(path)) > 2:
-            raise fail(errno.ENOTEMPTY, path)
+        paths: list[str] = []
+        for place in changes.left:
+            paths += place.paths(item_kinds(place.ext, self.opts.wav))
+        for place in (*changes.left, *changes.took):
+            paths += place.folder_paths()
+        self.tell_kernel(paths)
 
     def statfs(self) -> dict[str, int]:
         files = len(self.index) * (2 + int(self.opts.wav))

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from .errors import ApiError, NotFound, OutcomeUnknown, Unavailable
 from .index import Index
+from .layout import cache_keys
 from .stats import Counters
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,8 @@ class DeleteJournal:
 
     def _finish(self, item_id: str) -> None:
         slim = self.index.remove(item_id)
-        for ext in {slim.ext if slim else ".mp3", ".wav"}:
-            self.cache.discard(f"{item_id}{ext}")
+        for key in cache_keys(item_id, slim.ext if slim else ".mp3"):
+            self.cache.discard(key)
         self._set(item_id, "done")
         self.counters.add("deletes_done")
         log.warning("deleted history item %s", item_id)

@@ -96,3 +96,10 @@ class TruncatedBody(Unavailable):
 
 class OutcomeUnknown(Unavailable):
     """The request was sent but the connection failed before an answer: it may have taken effect."""
+
+
+def fail(code: int, path: str = "") -> OSError:
+    """A filesystem answer (ENOENT, EPERM, ...) as the OSError the FUSE adapter passes on as its errno."""
+    import os
+
+    return OSError(code, os.strerror(code), path)

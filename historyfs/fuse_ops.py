@@ -1,16 +1,19 @@
-"""The thin fusepy adapter: one call into ``core.HistoryFS`` per FUSE operation, errors mapped once.
+"""The thin FUSE adapter: one call into ``core.HistoryFS`` per FUSE operation, errors mapped once.
 
 Owns the translation of ``historyfs.errors`` and ``OSError`` into errno values (``fuse_errors``),
-of ``core.Attr`` into fusepy's stat dicts (nanoseconds: ``use_ns``), and of ``raw_fi`` file info
-structs (``fi.fh``, ``fi.keep_cache``, ``fi.direct_io``). Every change the mount does not support
-answers EROFS (read-only mount) or EPERM, never fusepy's EINVAL fallback.
+of ``core.Attr`` into stat dicts (nanoseconds: ``use_ns``), of ``raw_fi`` file info structs
+(``fi.fh``, ``fi.keep_cache``, ``fi.direct_io``), the paging of listings by offset
+(``readdir_page``, attributes included: see ``binding``), and FUSE init: what the kernel is
+asked for (no automatic data invalidation) and the ``binding.Kernel`` the core tells of changes.
+Every change the mount does not support answers EROFS (read-only mount) or EPERM, never EINVAL.
 
-Speed (measured on `ls -lR`, see scripts/bench_mount): every FUSE request is a round trip into
-Python, so the adapter keeps that trip short. Operations whose answer is a constant are not
-registered at all (libfuse answers them in C, or the kernel stops asking after one ENOSYS);
-without ``--xattrs`` getxattr is not registered either, so the kernel's first ENOSYS stops the
-per-file security.selinux and POSIX ACL probes of `ls -l` (listxattr, which `ls` does not call,
-answers an empty list, so `rsync -X` and `cp -a` see "no attributes", not an error); and each libfuse worker
+Speed: every FUSE request that reaches Python is a round trip (~30 us), so the adapter keeps
+the number small. Attributes and entries are cached by the kernel (libfuse 3; see mount.py),
+listings carry attributes, and operations whose answer is a constant are not registered at all
+(libfuse answers them in C, or the kernel stops asking after one ENOSYS); without ``--xattrs``
+getxattr is not registered either, so the kernel's first ENOSYS stops the per-file
+security.selinux and POSIX ACL probes of `ls -l` (listxattr, which `ls` does not call, answers
+an empty list, so `rsync -X` and `cp -a` see "no attributes", not an error). Each libfuse worker
 thread keeps its Python thread state (``ThreadStates``) instead of creating one per request.
 """
 
@@ -27,8 +30,9 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from fuse import FuseOSError, Operations
+from cachetools import LRUCache
 
+from .binding import CACHES_LISTINGS, CAP_AUTO_INVAL_DATA, FuseOSError, Kernel, Operations
 from .core import Attr, HistoryFS
 from .errors import AuthError, HistoryFSError, NotFound, Unavailable
 from .stats import Counters
@@ -36,18 +40,21 @@ from .stats import Counters
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 _NS = 1_000_000_000
-#: d_type for readdir; d_ino stays libfuse's "unknown" (0xffffffff) as without use_ino: GNU cp sorts a
-#: folder by d_ino, and hashed numbers would scramble the name order the read-ahead recognises.
+#: Entries without attributes (a clip of unknown size, ".."): the type, and d_ino "unknown" as libfuse
+#: gives without use_ino (glibc's readdir skips an entry whose d_ino is 0).
 _DIR = {"st_mode": stat.S_IFDIR, "st_ino": 0xFFFFFFFF}
 _FILE = {"st_mode": stat.S_IFREG, "st_ino": 0xFFFFFFFF}
 
-
-#: Operations the fusepy base class answers with a constant: left out of the op table so they never
+#: Operations the mfusepy base class answers with a constant: left out of the op table so they never
 #: reach Python (libfuse answers opendir/releasedir itself; for the others the kernel's first ENOSYS
-#: means "always succeed" and it stops sending them).
-_CONSTANT_OPS = ("access", "flush", "fsync", "fsyncdir", "opendir", "releasedir", "ioctl", "readlink")
+#: means "always succeed" and it stops sending them). ``access`` too: the kernel checks permissions
+#: itself from the modes (``default_permissions``), so `test -x` is false on 0444 files.
+_CONSTANT_OPS = ("access", "flush", "fsync", "fsyncdir", "releasedir", "ioctl", "readlink") + (
+    () if CACHES_LISTINGS else ("opendir",))  # with libfuse >= 3.16 opendir asks the kernel to keep listings
 #: Registered only with --xattrs.
 _XATTR_OPS = ("getxattr",)
+#: Folders whose listing is kept between the pages of one `readdir` (a page holds ~20-100 entries).
+LISTINGS_KEPT = 64
 #: Most libfuse worker threads whose Python thread state is kept at once (~20 KB each).
 MAX_KEPT_THREAD_STATES = 64
 #: Shortest time between two sweeps for the kept states of threads that have ended.
@@ -66,8 +73,8 @@ class ThreadStates:
     destroys it on exit (``PyGILState_Ensure``/``Release``): a gettid, mmap and munmap per FUSE
     request, measured at 15-20 us of a 35 us `stat` round trip. One extra ``PyGILState_Ensure``
     on the thread, never released, keeps its state for the next requests (pybind11 does the same).
-    libfuse2 ends idle workers beyond 10, so the states of ended threads are freed by a sweep
-    (``reap``: their /proc/self/task entry is gone) and at most ``limit`` are kept at once.
+    Workers that end (libfuse 2 ends idle ones beyond 10) have their states freed by a sweep
+    (``reap``: their /proc/self/task entry is gone), and at most ``limit`` are kept at once.
     Python's own threads are never touched: Python frees their state when they end.
     """
 
@@ -157,10 +164,23 @@ def fuse_errors(func: F) -> F:
 
 
 def stat_dict(a: Attr) -> dict[str, int]:
+    """fusepy's stat dict of an ``Attr``."""
     t = a.mtime * _NS
     return {"st_mode": a.mode, "st_size": a.size, "st_ino": a.ino, "st_nlink": a.nlink, "st_uid": a.uid,
             "st_gid": a.gid, "st_mtime": t, "st_atime": t, "st_ctime": t, "st_blocks": (a.size + 511) // 512,
             "st_blksize": 65536}
+
+
+def _listed(a: Attr | None) -> dict[str, int]:
+    """What a listing says of an entry: full attributes for a file whose size is known, else its type.
+
+    Folders go without attributes (one lookup each, then cached) so that their d_ino is libfuse's
+    "unknown": GNU `cp -r` visits a folder's entries in d_ino order, and with hashed numbers it would
+    walk the tree in an order the read-ahead cannot follow. Files keep their inode (hard-link checks).
+    """
+    if a is None:
+        return _FILE
+    return _DIR if stat.S_ISDIR(a.mode) else stat_dict(a)
 
 
 def _fh(fi: Any) -> int | None:
@@ -169,7 +189,7 @@ def _fh(fi: Any) -> int | None:
 
 
 class FuseOps(Operations):  # type: ignore[misc]
-    """fusepy Operations over a HistoryFS; ``on_init`` runs in FUSE init (after the mount is live)."""
+    """Operations over a HistoryFS; ``on_init`` runs in FUSE init (after the mount is live)."""
 
     use_ns = True
 
@@ -177,26 +197,51 @@ class FuseOps(Operations):  # type: ignore[misc]
                  on_destroy: Callable[[], None] = lambda: None, counters: Counters | None = None) -> None:
         self.fs, self._on_init, self._on_destroy = fs, on_init, on_destroy
         self.counters = counters if counters is not None else Counters()  # calls by operation
+        self.kernel = Kernel()
+        self._listings: LRUCache[str, list[tuple[str, dict[str, int]]]] = LRUCache(LISTINGS_KEPT)
+        self._listings_lock = threading.Lock()
         for name in _CONSTANT_OPS + (() if fs.opts.xattrs else _XATTR_OPS):
-            setattr(self, name, None)  # fusepy registers only what getattr(ops, name) finds
+            setattr(self, name, None)  # mfusepy registers only what getattr(ops, name) finds
 
-    def init(self, path: str) -> None:
+    def init_with_config(self, conn: Any, config: Any) -> None:
         try:
+            if conn is not None:
+                conn.want &= ~CAP_AUTO_INVAL_DATA
+            self.kernel.attach()
+            self.fs.notify = self.kernel
             self._on_init()
         except Exception:
             log.exception("mount start-up failed")
 
     def destroy(self, path: str) -> None:
+        self.kernel.detach()
         self._on_destroy()
 
     @fuse_errors
     def getattr(self, path: str, fh: Any = None) -> dict[str, int]:
         return stat_dict(self.fs.getattr(path, _fh(fh)))
 
+    def opendir(self, path: str) -> int:
+        """Registered only where the kernel can keep listings (see ``binding.FUSE.opendir``)."""
+        self.counters.add("opendir")
+        return 0
+
     @fuse_errors
-    def readdir(self, path: str, fh: Any) -> list[tuple[str, dict[str, int], int]]:
-        """Names with their type, so `find -type f` and `ls` need no stat per entry (d_type)."""
-        return [(name, _DIR if is_dir else _FILE, 0) for name, is_dir in self.fs.entries(path)]
+    def readdir(self, path: str, fh: Any) -> list[str]:
+        """Names only (mfusepy's plain form; the binding calls ``readdir_page``)."""
+        return self.fs.readdir(path)
+
+    @fuse_errors
+    def readdir_page(self, path: str, offset: int) -> list[tuple[str, dict[str, int], int]]:
+        """The entries from ``offset`` on, each with the offset of the next: the listing is made at
+        offset 0 and kept for the next pages of the same folder."""
+        with self._listings_lock:
+            listing = self._listings.get(path) if offset else None
+        if listing is None:
+            listing = [(name, _listed(a)) for name, a in self.fs.entries(path)]
+            with self._listings_lock:
+                self._listings[path] = listing
+        return [(name, attrs, i + 1) for i, (name, attrs) in enumerate(listing) if i >= offset]
 
     @fuse_errors
     def open(self, path: str, fi: Any) -> int:
@@ -257,4 +302,3 @@ class FuseOps(Operations):  # type: ignore[misc]
 
     chmod = chown = mkdir = mknod = setxattr = removexattr = utimens = refuse
     rename = symlink = link = refuse_link
-

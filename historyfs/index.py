@@ -29,15 +29,16 @@ import queue
 import sqlite3
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import tzinfo
 from pathlib import Path
+from typing import NamedTuple
 
-from .layout import Layout
+from .layout import VIEWS, Layout, Placement, cache_keys
 from .models import HistoryItem
-from .tree import VIEWS, Folder, Slim, intern_opt, insert, unlink, walk_after
+from .tree import Folder, Slim, intern_opt, insert, unlink, walk_after
 
-__all__ = ["VIEWS", "Folder", "Index", "Slim", "scope_of"]
+__all__ = ["VIEWS", "Changes", "Folder", "Index", "Slim", "scope_of"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,13 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+class Changes(NamedTuple):
+    """What a change of the tree did: places items left (removed or moved) and places they took."""
+
+    left: list[Placement]
+    took: list[Placement]
+
+
 def scope_of(api_url: str, api_key: str) -> str:
     """A short digest naming the account a database belongs to (the key itself is never stored)."""
     return hashlib.sha256(f"{api_url}\0{api_key}".encode()).hexdigest()[:16]
@@ -61,8 +69,11 @@ def scope_of(api_url: str, api_key: str) -> str:
 class Index:
     """The tree and its SQLite store. ``open`` it, ``load`` it, then feed it items."""
 
-    def __init__(self, db_path: Path, tz: tzinfo, scope: str = "") -> None:
+    def __init__(self, db_path: Path, tz: tzinfo, scope: str = "",
+                 on_change: Callable[[Changes], None] | None = None) -> None:
         self.layout = Layout(tz)
+        #: Told after each change of the tree that moved, removed or added items (the mount tells the kernel).
+        self.on_change = on_change
         self._update = threading.Lock()
         self._tree = threading.Lock()
         self._db_lock = threading.Lock()
@@ -72,6 +83,7 @@ class Index:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._items: dict[str, Slim] = {}  # guarded by _update for writes
+        self._left: list[Placement] = []  # places of items forgotten since the last rebuild; guarded by _update
         self._sizes: dict[str, int] = {}  # learned sizes by cache key; dict ops are atomic
         self.root = Folder()  # replaced whole under _tree
         self._writes: queue.Queue[list[tuple[Slim, HistoryItem]] | None] = queue.Queue(WRITE_BACKLOG)
@@ -187,7 +199,7 @@ class Index:
                 added += self._add(batch)
             with self._update:
                 gone = [i for i in self._items if i not in seen]
-                self._forget(gone)
+                self._left += self._forget(gone)
                 removed = len(gone)
         finally:
             if added or removed:
@@ -202,16 +214,24 @@ class Index:
         return len(new)
 
     def remove(self, item_id: str) -> Slim | None:
-        """Drop one item (both views, its row, its sizes); empty folders disappear."""
+        """Drop one item (every view, its row, its sizes); empty folders disappear."""
         with self._update:
             slim = self._items.get(item_id)
             if slim is None:
                 return None
-            self._forget([item_id])
+            left = self._forget([item_id])
             with self._tree:
                 for view in VIEWS:
                     unlink(self.root, view, slim)
+        self._tell(Changes(left, []))
         return slim
+
+    def _tell(self, changes: Changes) -> None:
+        if self.on_change is not None and (changes.left or changes.took):
+            try:
+                self.on_change(changes)
+            except Exception:  # telling the kernel is best effort: never fail a change for it
+                log.exception("could not report a change of the tree")
 
     def _store(self, items: list[HistoryItem]) -> None:
         """Into RAM now, into SQLite by the writer thread (caller holds _update)."""
@@ -221,32 +241,49 @@ class Index:
         if batch:
             self._queue_write(batch)
 
-    def _forget(self, ids: list[str]) -> None:
+    def _forget(self, ids: list[str]) -> list[Placement]:
+        """Drop items from RAM and SQLite (not yet from the tree); returns where they were."""
+        left: list[Placement] = []
         if not ids:
-            return
+            return left
         self.flush()  # a pending insert must not resurrect a row deleted here
         for i in ids:
             slim = self._items.pop(i, None)
-            for key in (f"{i}{slim.ext if slim else ''}", f"{i}.wav"):
+            if slim is not None:
+                left.append(slim.placement)
+            for key in cache_keys(i, slim.ext if slim else ""):
                 self._sizes.pop(key, None)
         self._executemany("DELETE FROM items WHERE id=?", ((i,) for i in ids))
         self._executemany("DELETE FROM sizes WHERE key >= ? AND key < ?", ((i + ".", i + "/") for i in ids))
+        return left
 
     def _rebuild_locked(self) -> None:
-        """Place every item with the layout and swap in a fresh tree (caller holds _update)."""
+        """Place every item with the layout and swap in a fresh tree (caller holds _update).
+
+        Items whose place changed (a new collision, a voice named by an older item) and the
+        items removed since the last rebuild are reported to ``on_change`` with the new ones.
+        """
         root = Folder()
         for view in VIEWS:
             root.subdir(view)
         placements = self.layout.place_all(list(self._items.values()))
+        left, took = self._left, []
+        self._left = []
         for item_id, p in placements.items():
             slim = self._items[item_id]
+            old = slim.placement if slim.stem else None
             slim.stem, slim.ext = p.stem, sys.intern(p.ext)
-            slim.where = (sys.intern(p.voice_dir), sys.intern(p.month), sys.intern(p.day))
+            slim.voice_dir, slim.day = sys.intern(p.voice_dir), sys.intern(p.day)
+            if old != slim.placement:
+                took.append(slim.placement)
+                if old is not None:
+                    left.append(old)
             for view in VIEWS:
                 insert(root, view, slim)
         with self._tree:
             self.root = root
         _give_back_memory()
+        self._tell(Changes(left, took))
 
     # -- queries --------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -38,15 +38,23 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Protocol
 
 from .errors import ConfigError
 
-VIEWS = ("by-voice", "by-date")
-KINDS = ("audio", "sidecar", "wav")
+#: The folder views of the tree, in the order they are listed.
+VIEWS = ("by-date", "by-voice")
+#: The files of one item: its own audio, its metadata sidecar, and optionally its audio as WAV.
+AUDIO, SIDECAR, WAV = "audio", "sidecar", "wav"
+KINDS = (AUDIO, SIDECAR, WAV)
+SIDECAR_EXT = ".json"
+WAV_EXT = ".wav"
+#: The mount's hidden control folder and the live statistics file in it.
+CONTROL_DIR = ".historyfs"
+STATS_FILE = "stats.json"
 NAME_MAX_BYTES = 255
 #: Bytes every stem leaves free for its extension (".opus", ".flac", ".json" are the longest).
 MAX_EXT_BYTES = 5
@@ -112,39 +120,96 @@ class Placement:
         return self.day[:7]
 
     def dir_parts(self, view: str) -> tuple[str, str, str]:
-        if view == "by-voice":
-            return (self.voice_dir, self.month, self.day)
-        if view == "by-date":
-            return (self.month, self.day, self.voice_dir)
-        raise ValueError(f"unknown view {view!r}")
+        return dir_parts(view, self.voice_dir, self.day)
 
     def audio_name(self, fmt: str | None = None) -> str:
         if fmt is None:
             return self.stem + self.ext
         if fmt == "wav":
-            return self.stem + ".wav"
+            return self.stem + WAV_EXT
         raise ValueError(f"unknown audio format {fmt!r}")
 
     @property
     def sidecar_name(self) -> str:
-        return self.stem + ".json"
+        return self.stem + SIDECAR_EXT
 
-    def name(self, kind: str = "audio") -> str:
+    def name(self, kind: str = AUDIO) -> str:
         """The file name of one kind: "audio", "sidecar" or "wav"."""
-        if kind == "audio":
-            return self.stem + self.ext
-        if kind == "sidecar":
-            return self.sidecar_name
-        if kind == "wav":
-            return self.audio_name("wav")
-        raise ValueError(f"unknown file kind {kind!r}")
+        return file_name(self.stem, self.ext, kind)
 
-    def relpath(self, view: str, kind: str = "audio") -> str:
+    def relpath(self, view: str, kind: str = AUDIO) -> str:
         return "/".join((view, *self.dir_parts(view), self.name(kind)))
+
+    def paths(self, kinds: Iterable[str]) -> Iterator[str]:
+        """The mount paths ("/by-date/...") of the item's files of these kinds, in every view."""
+        for view in VIEWS:
+            for kind in kinds:
+                yield "/" + self.relpath(view, kind)
+
+    def folder_paths(self) -> Iterator[str]:
+        """The mount paths of the folders holding the item in every view, the root and views included."""
+        yield "/"
+        for view in VIEWS:
+            parts = (view, *self.dir_parts(view))
+            for depth in range(1, len(parts) + 1):
+                yield "/" + "/".join(parts[:depth])
 
     def under(self, view: str, parts: tuple[str, ...] | list[str]) -> bool:
         """True if the item is inside folder ``view/parts...`` (exact names)."""
         return view in VIEWS and tuple(parts) == self.dir_parts(view)[: len(parts)]
+
+
+def dir_parts(view: str, voice_dir: str, day: str) -> tuple[str, str, str]:
+    """The folders below ``view`` that hold an item of this voice folder and day."""
+    if view == "by-voice":
+        return (voice_dir, day[:7], day)
+    if view == "by-date":
+        return (day[:7], day, voice_dir)
+    raise ValueError(f"unknown view {view!r}")
+
+
+def file_name(stem: str, ext: str, kind: str) -> str:
+    """An item's file name of one kind, from its stem and its audio extension."""
+    if kind == AUDIO:
+        return stem + ext
+    if kind == SIDECAR:
+        return stem + SIDECAR_EXT
+    if kind == WAV:
+        return stem + WAV_EXT
+    raise ValueError(f"unknown file kind {kind!r}")
+
+
+def item_kinds(ext: str, wav: bool) -> tuple[str, ...]:
+    """The kinds of file an item shows: audio and sidecar, plus WAV when asked for and not native."""
+    return (AUDIO, SIDECAR, WAV) if wav and ext != WAV_EXT else (AUDIO, SIDECAR)
+
+
+def split_name(name: str, wav: bool) -> list[tuple[str, str, str | None]]:
+    """The (stem, kind, audio extension or None) readings of a file name; a caller checks the stem.
+
+    "a.json" -> [("a", SIDECAR, None)], "a.wav" -> [("a", WAV, None), ("a", AUDIO, ".wav")] with
+    ``wav``, "a.mp3" -> [("a", AUDIO, ".mp3")]. The extension of an audio reading must equal the item's.
+    """
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        return []
+    readings: list[tuple[str, str, str | None]] = []
+    if "." + ext == SIDECAR_EXT:
+        readings.append((stem, SIDECAR, None))
+    if wav and "." + ext == WAV_EXT:
+        readings.append((stem, WAV, None))
+    readings.append((stem, AUDIO, "." + ext))
+    return readings
+
+
+def cache_key(item_id: str, ext: str, kind: str = AUDIO) -> str:
+    """The disk-cache key of an item's audio bytes: "<id>.mp3" (its own), "<id>.wav" (as WAV)."""
+    return item_id + (WAV_EXT if kind == WAV else ext)
+
+
+def cache_keys(item_id: str, ext: str) -> tuple[str, ...]:
+    """Every cache key an item may have (what to forget when it goes)."""
+    return tuple(dict.fromkeys((cache_key(item_id, ext), cache_key(item_id, ext, WAV))))
 
 
 def extension_for(content_type: str | None) -> str:

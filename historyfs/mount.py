@@ -3,7 +3,7 @@
 Owns: turning CLI arguments into a ``MountSettings``; the checks that must fail before anything
 is mounted (key, API, mountpoint, FUSE present); assembling the runtime (cache, index, client,
 fetcher, journal, refresher, HistoryFS) in ``Runtime``; the FUSE options;
-the fork + pipe readiness handshake; and unmounting. fusepy is imported only when mounting.
+the fork + pipe readiness handshake; and unmounting. The binding (mfusepy) is imported only when mounting.
 Threads start in FUSE ``init`` (after any fork). Signals: libfuse's own SIGINT/SIGTERM/SIGHUP
 handlers end the loop and unmount; every thread we start inherits libfuse's blocked mask.
 """
@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ class MountSettings:
     refresh: float = 60.0
     full_resync: float = 3600.0
     api_deadline: float = 60.0
+    max_concurrency: int | None = None  # cap on API requests in flight (None: learned from the API)
     options: Options = field(default_factory=Options)
     allow_other: bool = False
     foreground: bool = False
@@ -73,43 +75,51 @@ def settings_from_args(args: argparse.Namespace) -> MountSettings:
     opts = Options(read_only=args.read_only, allow_delete=args.allow_delete and not args.read_only,
                    wav="wav" in formats, uid=os.getuid() if args.uid is None else args.uid,
                    gid=os.getgid() if args.gid is None else args.gid, umask=_umask(args.umask),
-                   xattrs=args.xattrs)
+                   xattrs=args.xattrs, lazy_sizes=args.sizes == "lazy")
     config.parse_tz(args.tz)
     return MountSettings(
         mountpoint=Path(args.mountpoint).absolute(), api_url=config.resolve_api_url(args.api_url),
         api_key=config.load_api_key(args.api_key_file) or "",
-        cache_dir=Path(args.cache_dir) if args.cache_dir else config.default_cache_dir(),
+        cache_dir=(Path(args.cache_dir) if args.cache_dir else config.default_cache_dir()).absolute(),
         cache_max_size=config.parse_size(args.cache_max_size), tz_name=args.tz, refresh=args.refresh,
-        full_resync=args.full_resync, api_deadline=args.api_deadline, options=opts, allow_other=args.allow_other, foreground=args.foreground,
-        fuse_options=check_fuse_options(o for opt in args.fuse_options for o in opt.split(",") if o),
+        full_resync=args.full_resync, api_deadline=args.api_deadline, max_concurrency=getattr(args, "max_concurrency", None),
+        options=opts, allow_other=args.allow_other, foreground=args.foreground,
+        fuse_options=check_fuse_options((o for opt in args.fuse_options for o in opt.split(",") if o), fuse_major()),
     )
 
 
-#: The -o options libfuse 2.9 accepts (high-level library, kernel channel and mount(8) generic ones).
+#: The -o options each libfuse major version accepts (library, kernel channel, mount(8) generic ones).
 #: Checked here because libfuse only says "unknown option" on a stderr a daemonized mount has closed.
-FUSE_FLAGS = frozenset(
-    "debug hard_remove use_ino readdir_ino noforget nopath intr async_read sync_read atomic_o_trunc "
-    "no_remote_lock no_remote_flock no_remote_posix_lock big_writes splice_write no_splice_write splice_move "
-    "no_splice_move splice_read no_splice_read auto_inval_data no_auto_inval_data allow_other allow_root "
-    "auto_unmount nonempty default_permissions blkdev large_read ro rw suid nosuid dev nodev exec noexec "
-    "async sync dirsync atime noatime relatime norelatime strictatime nostrictatime".split())
-FUSE_VALUED = frozenset(
-    "umask uid gid entry_timeout negative_timeout attr_timeout ac_attr_timeout remember intr_signal modules "
-    "max_write max_readahead max_background congestion_threshold fsname subtype blksize max_read user".split())
+_COMMON_FLAGS = ("debug allow_other allow_root auto_unmount default_permissions blkdev ro rw suid nosuid dev nodev "
+                 "exec noexec async sync dirsync atime noatime hard_remove use_ino readdir_ino intr noforget")
+_COMMON_VALUED = ("umask uid gid entry_timeout negative_timeout attr_timeout ac_attr_timeout remember intr_signal "
+                  "modules fsname subtype max_read blksize")
+FUSE_FLAGS = {
+    2: frozenset(f"{_COMMON_FLAGS} nopath big_writes splice_write no_splice_write splice_move no_splice_move "
+                 "splice_read no_splice_read auto_inval_data no_auto_inval_data async_read sync_read atomic_o_trunc "
+                 "no_remote_lock no_remote_flock no_remote_posix_lock nonempty large_read relatime norelatime "
+                 "strictatime nostrictatime".split()),
+    3: frozenset(f"{_COMMON_FLAGS} noauto_cache no_rofd_flush clone_fd nonempty".split()),
+}
+FUSE_VALUED = {
+    2: frozenset(f"{_COMMON_VALUED} max_write max_readahead max_background congestion_threshold user".split()),
+    3: frozenset(f"{_COMMON_VALUED} context fscontext defcontext rootcontext user max_idle_threads max_threads".split()),
+}
 #: Options that would undo per-open decisions the size contract depends on (SEMANTICS.md).
 FUSE_REFUSED = {"direct_io": "historyfs chooses direct I/O per file", "kernel_cache": "historyfs chooses the page cache per file",
                 "auto_cache": "historyfs chooses the page cache per file", "nothreads": "a download must not freeze the mount"}
 
 
-def check_fuse_options(options: Iterable[str]) -> tuple[str, ...]:
-    """The raw -o options, or ConfigError naming the first one libfuse 2 would refuse."""
+def check_fuse_options(options: Iterable[str], major: int = 3) -> tuple[str, ...]:
+    """The raw -o options, or ConfigError naming the first one libfuse ``major`` would refuse."""
     checked = []
     for opt in options:
         name, eq, _ = opt.partition("=")
         if name in FUSE_REFUSED:
             raise ConfigError(f"-o {name} is not allowed: {FUSE_REFUSED[name]}")
-        if not (name in FUSE_FLAGS and not eq or name in FUSE_VALUED and eq):
-            raise ConfigError(f"unknown FUSE option -o {opt!r} (see `man mount.fuse` for libfuse 2's options)")
+        if not (name in FUSE_FLAGS[major] and not eq or name in FUSE_VALUED[major] and eq):
+            raise ConfigError(f"unknown FUSE option -o {opt!r} (see `man mount.fuse{'3' if major == 3 else ''}` "
+                              f"for libfuse {major}'s options)")
         checked.append(opt)
     return tuple(checked)
 
@@ -129,17 +139,24 @@ def _umask(text: str | None) -> int:
 def make_client(s: MountSettings) -> HistoryClient:
     """The API client: per-request timeout and total deadline bounded by --api-deadline."""
     return HistoryClient(s.api_key, s.api_url, timeout=min(30.0, s.api_deadline),
-                         retry=RetryPolicy(deadline=s.api_deadline))
+                         retry=RetryPolicy(deadline=s.api_deadline), max_concurrency=s.max_concurrency)
 
 
 # -- checks before mounting -------------------------------------------------------------------
+def fuse_major() -> int:
+    """The libfuse major version the mount will use (the binding's choice), without loading it."""
+    path = os.environ.get("FUSE_LIBRARY_PATH") or ctypes.util.find_library("fuse3") or ctypes.util.find_library("fuse")
+    return 2 if path and "fuse3" not in path and "libfuse.so" in path else 3
+
+
 def check_fuse() -> None:
-    """FUSE usable here: the device, the setuid helper and libfuse 2."""
-    missing = [what for what, ok in (("/dev/fuse", os.path.exists("/dev/fuse")),
-                                     ("fusermount", shutil.which("fusermount") is not None),
-                                     ("libfuse.so.2", ctypes.util.find_library("fuse") is not None)) if not ok]
+    """FUSE usable here: the device, the setuid helper and libfuse (3, or 2 as a fallback)."""
+    helper = shutil.which("fusermount3") or shutil.which("fusermount")
+    library = ctypes.util.find_library("fuse3") or ctypes.util.find_library("fuse")
+    missing = [what for what, ok in (("/dev/fuse", os.path.exists("/dev/fuse")), ("fusermount3", helper is not None),
+                                     ("libfuse3.so.3", library is not None)) if not ok]
     if missing:
-        raise ConfigError(f"FUSE is not available (no {', '.join(missing)}): install Debian/Ubuntu package 'fuse'")
+        raise ConfigError(f"FUSE is not available (no {', '.join(missing)}): install Debian/Ubuntu package 'fuse3'")
 
 
 def check_mountpoint(path: Path, fuse_options: tuple[str, ...] = ()) -> None:
@@ -210,7 +227,7 @@ class Runtime:
             self.cache.close()
             raise
         self.counters = Counters()
-        self.fetcher = Fetcher(self.cache, self.client, self.index, self.counters)
+        self.fetcher = Fetcher(self.cache, self.client, self.index, self.counters, deadline=s.api_deadline)
         self.deletes = DeleteJournal(self.index, self.client, self.cache, self.counters)
         self.refresher = Refresher(self.index, self.client, self.counters, s.refresh, s.full_resync, self.deletes.replay)
         self.fs = HistoryFS(self.index, self.fetcher, self.deletes, s.options, stats=self.stats_json,
@@ -263,42 +280,95 @@ def signals_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def fuse_kwargs(s: MountSettings) -> dict[str, object]:
-    """The FUSE mount options (see SEMANTICS.md and the fuse notes for each reason)."""
+#: How long the kernel keeps attributes and entries (libfuse 3). Items never change; whatever does
+#: change (a size learned after a lazy stat, an item deleted, added or moved) the mount tells the
+#: kernel at once (``binding.Kernel``), so these only bound the kernel's memory of idle names.
+KERNEL_CACHE_SECONDS = 300
+#: Misses are kept shorter: a clip generated a moment ago must appear by name after a refresh.
+NEGATIVE_SECONDS = 5
+#: libfuse 3 worker threads: a stat or read waiting for a download must not hold up the others.
+MAX_THREADS = 64
+
+
+def fuse_kwargs(s: MountSettings, major: int = 3) -> dict[str, object]:
+    """The FUSE mount options (see SEMANTICS.md and the fuse notes for each reason).
+
+    libfuse 2 has one global attribute timeout and no way to tell the kernel that a path changed,
+    so it runs with attr_timeout=0 (every stat asks the mount); libfuse 3 lets the kernel keep them.
+    """
+    cached = KERNEL_CACHE_SECONDS if major == 3 else 0
     opts: dict[str, object] = dict(
-        raw_fi=True, foreground=True, nothreads=False, attr_timeout=0, entry_timeout=30, negative_timeout=5,
-        use_ino=True, hard_remove=True, auto_unmount=True, fsname="historyfs", subtype="historyfs",
-        noatime=True, nodev=True, nosuid=True, max_background=64,
+        raw_fi=True, foreground=True, nothreads=False, attr_timeout=cached, entry_timeout=cached or 30,
+        negative_timeout=NEGATIVE_SECONDS, use_ino=True, hard_remove=True, auto_unmount=True, fsname="historyfs",
+        subtype="historyfs", noatime=True, nodev=True, nosuid=True, default_permissions=True,
     )
+    opts.update({"max_threads": MAX_THREADS} if major == 3 else {"max_background": 64})
     if not s.options.allow_delete or s.options.read_only:
         opts["ro"] = True
     if s.allow_other:
-        opts.update(allow_other=True, default_permissions=True)
+        opts["allow_other"] = True
     for raw in s.fuse_options:
         name, eq, value = raw.partition("=")
-        opts[name] = value if eq else True
+        if not (name == "nonempty" and major == 3):  # libfuse 3 always allows it; check_mountpoint reads it
+            opts[name] = value if eq else True
     return opts
+
+
+#: Kernel read-ahead asked for on the mount, KiB: 1 MiB requests into the mount instead of 128 KiB.
+READ_AHEAD_KB = 1024
+
+
+def raise_read_ahead(mountpoint: Path, kb: int = READ_AHEAD_KB) -> bool:
+    """Best effort: let the kernel read ahead ``kb`` KiB on the mount (sysfs; needs root). True if set.
+
+    The kernel offers FUSE its default read-ahead (128 KiB) and a filesystem can only lower it;
+    the mount's backing device in /sys/class/bdi can raise it, as rclone's docs advise. Never
+    from FUSE init itself: the stat here waits until init has been answered (the kernel applies
+    its own limit then), which is also what makes the value stick.
+    """
+    try:
+        dev = os.stat(mountpoint).st_dev
+        knob = Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb")
+        if int(knob.read_text()) >= kb:
+            return False
+        knob.write_text(str(kb))
+        return True
+    except (OSError, ValueError) as exc:
+        log.debug("read-ahead of %s left as it is: %s", mountpoint, exc)
+        return False
+
+
+def _when_mounted(mountpoint: Path, on_ready: Callable[[], None]) -> None:
+    """After FUSE init (on its own thread): raise the read-ahead, then say ready."""
+    raise_read_ahead(mountpoint)
+    on_ready()
 
 
 def serve(s: MountSettings, on_ready: Callable[[], None], runtime: Runtime | None = None) -> None:
     """Mount and serve in this process until unmounted (FUSE in foreground mode)."""
-    from fuse import FUSE
-
+    from .binding import FUSE, FUSE_MAJOR, LIBRARY
     from .fuse_ops import FuseOps, kept_thread_states
 
     with signals_blocked():  # the cache's scan thread, the client's pool...
         rt = runtime or Runtime(s)
+    live = False
     try:
         rt.load()
 
         def init() -> None:
+            nonlocal live
             rt.start()
-            on_ready()
+            live = True
+            threading.Thread(target=_when_mounted, args=(s.mountpoint, on_ready), name="historyfs-ready", daemon=True).start()
 
         rt.sources["fuse_thread_states"] = kept_thread_states
-        FUSE(FuseOps(rt.fs, on_init=init, counters=rt.fuse_calls), str(s.mountpoint), **fuse_kwargs(s))
+        rt.sources["fuse_library"] = lambda: {"path": LIBRARY, "major": FUSE_MAJOR}
+        log.info("mounting with %s (libfuse %d)", LIBRARY, FUSE_MAJOR)
+        FUSE(FuseOps(rt.fs, on_init=init, counters=rt.fuse_calls), str(s.mountpoint), **fuse_kwargs(s, FUSE_MAJOR))
     except RuntimeError:
-        raise HistoryFSError(f"FUSE could not mount {s.mountpoint} (see the log; is it busy?)") from None
+        if not live:
+            raise HistoryFSError(f"FUSE could not mount {s.mountpoint} (see the log; is it busy?)") from None
+        log.info("unmounted %s (the loop ended on a signal)", s.mountpoint)  # libfuse 3 reports a signal as an error
     finally:
         rt.close()
 

@@ -21,6 +21,13 @@ from .retry import parse_retry_after
 SORT_DIRECTIONS = ("asc", "desc")
 MAX_PAGE_SIZE = 1000
 DOWNLOAD_FORMATS = (None, "default", "wav")
+#: The 429 codes of the plan's concurrency limit (legacy ``status`` and current ``code``); any other
+#: 429 (``rate_limit_exceeded``, ``system_busy``) is a rate limit.
+CONCURRENCY_CODES = frozenset({"too_many_concurrent_requests", "concurrent_limit_exceeded"})
+#: The header giving the account's concurrency limit (documented on every response).
+ACCOUNT_LIMIT_HEADER = "maximum-concurrent-requests"
+#: Answers to HEAD on the audio endpoint that mean "this API offers no HEAD there" (FastAPI: 405).
+HEAD_REFUSED = frozenset({405, 501})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +90,10 @@ class Protocol:
     def audio_request(self, item_id: str) -> tuple[str, httpx.Request]:
         return "audio", httpx.Request("GET", self._url(self._item_path(item_id) + "/audio"), headers=self.headers)
 
+    def audio_head_request(self, item_id: str) -> tuple[str, httpx.Request]:
+        """HEAD on the audio endpoint: its length without its body, where the API offers it."""
+        return "audio_head", httpx.Request("HEAD", self._url(self._item_path(item_id) + "/audio"), headers=self.headers)
+
     def download_request(self, item_ids: Sequence[str], output_format: str | None) -> tuple[str, httpx.Request]:
         if isinstance(item_ids, str) or not item_ids:
             raise BadRequest("download needs a non-empty list of history item ids")
@@ -122,6 +133,18 @@ class Protocol:
     def redact(self, text: str) -> str:
         """Belt and braces: no message may carry the key, whatever a server echoes."""
         return text.replace(self._api_key, "***") if self._api_key else text
+
+
+def is_concurrency_limit(error: ApiError) -> bool:
+    """A 429 of the plan's concurrency limit (wait for a slot), as opposed to a rate limit (back off)."""
+    return isinstance(error, RateLimited) and error.code in CONCURRENCY_CODES
+
+
+def body_length(response: httpx.Response) -> int | None:
+    """The body length a response announces (Content-Length, identity encoding), else None."""
+    length = response.headers.get("content-length", "")
+    identity = response.headers.get("content-encoding", "identity") == "identity"
+    return int(length) if length.isdigit() and identity else None
 
 
 def parse_json(response: httpx.Response) -> Any:

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .layout import TEXT_SOURCE_CHARS
+from .layout import TEXT_SOURCE_CHARS, VIEWS, Placement, dir_parts
 from .models import HistoryItem
 
-VIEWS = ("by-date", "by-voice")
+__all__ = ["VIEWS", "Folder", "Slim", "insert", "intern_opt", "unlink", "walk_after"]
 #: The layout never reads more than this much of display_text (memory: 100,000 items).
 DISPLAY_TEXT_LIMIT = TEXT_SOURCE_CHARS
 
@@ -39,7 +39,8 @@ class Slim:
     sidecar_size: int = -1  # len(item.to_json_bytes()) once the writer stored it; no I/O for a stat
     stem: str = ""
     ext: str = ""
-    where: tuple[str, str, str] = ("", "", "")  # (voice_dir, month, day) from the layout
+    voice_dir: str = ""  # from the layout
+    day: str = ""  # "YYYY-MM-DD", from the layout
 
     @classmethod
     def of(cls, item: HistoryItem) -> Slim:
@@ -54,8 +55,12 @@ class Slim:
         return self.text_utf8.decode()
 
     def dir_parts(self, view: str) -> tuple[str, str, str]:
-        voice, month, day = self.where
-        return (voice, month, day) if view == "by-voice" else (month, day, voice)
+        return dir_parts(view, self.voice_dir, self.day)
+
+    @property
+    def placement(self) -> Placement:
+        """Where the item is now (a copy: it outlives a move or a removal)."""
+        return Placement(self.voice_dir, self.day, self.stem, self.ext)
 
 
 class Folder:

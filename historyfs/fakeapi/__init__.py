@@ -5,8 +5,9 @@
 
 Modules: catalog (voices, models, words), generate (seeded records), records (one item + JSON),
 audio (real MP3/WAV from assets/), library (one tenant), query (listing/paging), state (--state),
-faults, stats, validation, responses, routes (/v1), admin (/_fake), zipper (download zips),
-app (the pipeline), handler (the wire), server (FakeApiServer), __main__ (`historyfs fake-api`).
+faults, concurrency (requests in flight per key), stats, validation, responses, routes (/v1),
+admin (/_fake), zipper (download zips), app (the pipeline), handler (the wire), server
+(FakeApiServer), __main__ (`historyfs fake-api`).
 
 Choices made where the spec says UNCERTAIN or UNKNOWN:
 - Unknown or deleted item id (get, delete, audio, download): 404 {"detail": {"status": "invalid_id", ...}}.
@@ -27,7 +28,30 @@ Choices made where the spec says UNCERTAIN or UNKNOWN:
   An empty id list -> 422 (too_short). The first unknown id -> 404 invalid_id.
 - Items with content_type audio/wav (output_format pcm_22050) serve WAV bytes everywhere.
 - 500 bodies are bare {"status": "internal_server_error", "message"}; 503 and 429 use "detail".
-  429 carries Retry-After (integer seconds).
+  The per-second rate limit's 429 is {"detail": {"status": "rate_limit_exceeded", ...}} with
+  Retry-After (integer seconds).
+- Concurrency (max_concurrent / plan: free 2, starter 3, creator 5, pro 10, scale 15, business 15):
+  history endpoints count (the spec is unsure; it says to assume so). Every /v1 request of a known
+  key counts from its arrival until its last body byte is written, so a streamed audio body counts
+  while it is sent; requests with a missing or unknown key, and /_fake, never count. The slot is
+  taken before latency and the other faults, so latency is time spent holding it. Above the limit a
+  request waits up to 50 ms for a slot (the service queues "about 50 ms"), then gets 429
+  {"detail": {"status": "too_many_concurrent_requests", "code": "concurrent_limit_exceeded",
+  "message"}} (both names the docs use) and no Retry-After (none is documented). The limit is the
+  same for every key and counted per key.
+- Every response (/v1, /_fake, unknown paths) carries current-concurrent-requests (the key's requests
+  in flight, this one included; on a concurrency 429 the ones holding slots; 0 for an unknown key)
+  and maximum-concurrent-requests (the limit, or 0 when none is set: the real service always has
+  one, so 0 is the fake saying "no limit", and a client should read it as no information).
+- chunked_audio: 2xx bodies of GET .../audio and POST /v1/history/download (bare audio and zips)
+  go out with Transfer-Encoding: chunked and no Content-Length; error bodies keep Content-Length.
+  A truncated chunked body stops inside a chunk and never gets the terminating zero-size chunk.
+- HEAD: the real API is FastAPI, whose GET routes take no HEAD (unlike bare Starlette), so HEAD is
+  405 {"detail": "Method Not Allowed"} with Allow: GET, headers only, Content-Length being that of
+  the JSON it would have sent (as uvicorn does). With the ``head`` switch, HEAD on
+  /v1/history/{id}/audio answers GET's headers without the body: 200 with Content-Type and the
+  audio's Content-Length (none, and Transfer-Encoding: chunked, under chunked_audio), or 404
+  invalid_id. HEAD on other paths stays 405. HEAD counts toward concurrency and faults like GET.
 - Outage: each /v1 request's connection is reset (RST) without an answer.
 - Truncation applies to 2xx bodies only; the connection closes after the partial body.
 """

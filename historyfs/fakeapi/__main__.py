@@ -24,7 +24,8 @@ from .state import StateError
 def faults_from_args(args: argparse.Namespace) -> Faults:
     try:
         return Faults(latency_ms=args.latency_ms, bandwidth=parse_size(args.bandwidth), rate_limit=args.rate_limit,
-                      fail_rate=args.fail_rate, truncate_rate=args.truncate_rate)
+                      fail_rate=args.fail_rate, truncate_rate=args.truncate_rate, max_concurrent=args.max_concurrent,
+                      plan=args.plan, chunked_audio=args.chunked_audio, head=args.head)
     except ValueError as exc:
         raise ConfigError(f"bad fault setting: {exc}") from None
 
@@ -36,6 +37,10 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError("--items must not be negative")
     if args.add_every < 0:
         raise ConfigError("--add-every must not be negative")
+    if args.max_concurrent < 0:
+        raise ConfigError("--max-concurrent must not be negative (0 = no limit)")
+    if args.plan and args.max_concurrent:
+        raise ConfigError("give --plan or --max-concurrent, not both")
 
 
 def _server(args: argparse.Namespace, api_key: str) -> FakeApiServer:

@@ -4,6 +4,7 @@
     PUT  /_fake/faults    body: Faults fields             -> 200 the faults now in force
     GET  /_fake/faults                                    -> 200 the faults now in force
     GET  /_fake/stats                                     -> 200 {"tenant": {...}, "server": {...}}
+                                                             tenant.concurrency: {in_flight, peak, limit}
     POST /_fake/tenants   body: {"items": N, "seed": S}   -> 201 creates a tenant for this key
 """
 
@@ -28,6 +29,7 @@ class AdminTarget(Protocol):
     def set_faults(self, faults: Faults) -> None: ...
     def get_faults(self) -> Faults: ...
     def stats(self) -> dict[str, Any]: ...
+    def concurrency(self, lib: Library) -> dict[str, int]: ...
 
 
 def _body(req: Request) -> dict[str, Any]:
@@ -48,7 +50,8 @@ def _items(server: AdminTarget, req: Request, lib: Library) -> Response:
 
 
 def _stats(server: AdminTarget, req: Request, lib: Library) -> Response:
-    return json_response(200, {"tenant": lib.stats.snapshot(), "server": server.stats()})
+    tenant = {**lib.stats.snapshot(), "concurrency": server.concurrency(lib)}
+    return json_response(200, {"tenant": tenant, "server": server.stats()})
 
 
 _ROUTES = {

@@ -1,9 +1,12 @@
 """The request pipeline, independent of sockets: admin or API, faults, auth, then the endpoint.
 
-For /v1 paths: outage (-> reset), latency, rate limit (429), injected 5xx, auth (401), route.
-/_fake admin requests skip every fault. ``handle`` returns a Response, or None when the
-connection must be reset without an answer. The pipeline reads ``xi-api-key`` only to pick
-the tenant; the key never reaches a response, a log line or an exception.
+For /v1 paths: outage (-> reset), a concurrency slot for the key's tenant (429 when none frees
+up within the queue time), latency, rate limit (429), injected 5xx, auth (401), route. The slot
+is given back when the response is closed, i.e. after its last byte went out. /_fake admin
+requests skip every fault and are never counted. Every response carries the two concurrency
+headers. ``handle`` returns a Response, or None when the connection must be reset without an
+answer. The pipeline reads ``xi-api-key`` only to pick the tenant; the key never reaches a
+response, a log line or an exception.
 """
 
 from __future__ import annotations
@@ -12,17 +15,23 @@ import time
 from typing import Protocol
 
 from . import admin, routes
+from .concurrency import ConcurrencyGate, Slot
 from .faults import FaultInjector
 from .library import Library
 from .responses import (
-    Request, Response, invalid_api_key, needs_authorization, rate_limited, route_not_found, server_failure,
+    Request, Response, concurrency_limited, invalid_api_key, needs_authorization, rate_limited, route_not_found,
+    server_failure,
 )
+
+#: Endpoints whose 2xx bodies are sent chunked under the ``chunked_audio`` switch.
+AUDIO_ENDPOINTS = frozenset({"audio", "audio_head", "download"})
 
 
 class Tenants(Protocol):
     """What the pipeline needs from the server."""
 
     faults: FaultInjector
+    gate: ConcurrencyGate
 
     def tenant(self, api_key: str) -> Library | None: ...
 
@@ -52,18 +61,45 @@ def _injected(faults: FaultInjector) -> Response | None:
 
 
 def handle_api(server: Tenants, req: Request) -> Response | None:
-    """A /v1 request through faults, auth and the endpoint."""
+    """A /v1 request through its concurrency slot, faults, auth and the endpoint."""
     if server.faults.outage:
         return None
-    found = routes.route(req.method, req.path)
-    endpoint = found[0] if isinstance(found, tuple) else "other"
-    resp = _injected(server.faults)
-    lib: Library | Response | None = None
-    if resp is None:
-        lib = authenticate(server, req)
-        resp = lib if isinstance(lib, Response) else _call(found, lib, req)
-    resp.endpoint = endpoint
-    resp.tenant = lib if isinstance(lib, Library) else None
+    faults = server.faults.faults
+    found = routes.route(req.method, req.path, head=faults.head)
+    tenant = server.tenant(req.headers.get("xi-api-key") or "")
+    slot = server.gate.acquire(tenant, faults.concurrency_limit) if tenant is not None else None
+    if tenant is not None and slot is None:
+        resp = concurrency_limited(faults.concurrency_limit)
+        current = server.gate.in_flight(tenant)
+    else:
+        resp = _answer(server, req, found, slot)
+        current = slot.current if slot is not None else 0
+    resp.endpoint = found[0] if isinstance(found, tuple) else "other"
+    resp.tenant = tenant
+    resp.chunked = faults.chunked_audio and resp.endpoint in AUDIO_ENDPOINTS and 200 <= resp.status < 300
+    return _with_concurrency_headers(resp, current, faults.concurrency_limit)
+
+
+def _answer(server: Tenants, req: Request, found: object, slot: Slot | None) -> Response:
+    """Faults, auth and the endpoint, holding ``slot`` until the response is closed."""
+    try:
+        resp = _injected(server.faults)
+        if resp is None:
+            lib = authenticate(server, req)
+            resp = lib if isinstance(lib, Response) else _call(found, lib, req)
+    except BaseException:
+        if slot is not None:
+            slot.release()
+        raise
+    if slot is not None:
+        resp.also_on_close(slot.release)
+    return resp
+
+
+def _with_concurrency_headers(resp: Response, current: int, limit: int) -> Response:
+    """The service's two headers; a limit of 0 says the fake enforces none."""
+    resp.headers["current-concurrent-requests"] = str(current)
+    resp.headers["maximum-concurrent-requests"] = str(limit)
     return resp
 
 
@@ -75,12 +111,10 @@ def _call(found: object, lib: Library, req: Request) -> Response:
 
 def handle(server: Server, req: Request) -> Response | None:
     """Any request: /_fake admin (no faults) or the API."""
-    if req.path.startswith(admin.PREFIX):
-        resp = admin.handle(server, req)
-        resp.endpoint = "admin"
-        return resp
     if req.path.startswith("/v1/"):
         return handle_api(server, req)
-    resp = route_not_found()
-    resp.endpoint = "other"
-    return resp
+    resp = admin.handle(server, req) if req.path.startswith(admin.PREFIX) else route_not_found()
+    resp.endpoint = "admin" if req.path.startswith(admin.PREFIX) else "other"
+    tenant = server.tenant(req.headers.get("xi-api-key") or "")
+    current = server.gate.in_flight(tenant) if tenant is not None else 0
+    return _with_concurrency_headers(resp, current, server.faults.faults.concurrency_limit)

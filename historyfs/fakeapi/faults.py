@@ -8,6 +8,11 @@ bytes/s per response body (paced with sleeps); ``rate_limit`` requests per 1-s w
 which the answer is 429 with ``Retry-After``; ``fail_rate`` fraction answered 500 or 503;
 ``truncate_rate`` fraction of 2xx bodies cut short (full headers, part of the body, then the
 connection closes); ``outage`` every request's connection is reset without an answer.
+
+Service behaviours (also here, so one PUT /_fake/faults sets everything): ``max_concurrent``
+requests in flight per API key, or ``plan`` to take it from PLAN_LIMITS (see concurrency.py);
+``chunked_audio`` sends audio and download bodies chunked, without Content-Length; ``head``
+answers HEAD on /v1/history/{id}/audio with the audio's headers (405 otherwise, as FastAPI does).
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+
+#: Requests in flight per account, by plan (the help centre's table; spec section 7).
+PLAN_LIMITS = {"free": 2, "starter": 3, "creator": 5, "pro": 10, "scale": 15, "business": 15}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +38,10 @@ class Faults:
     fail_rate: float = 0.0
     truncate_rate: float = 0.0
     outage: bool = False
+    max_concurrent: int = 0  # requests in flight per API key; 0 = no limit
+    plan: str | None = None  # sets max_concurrent from PLAN_LIMITS
+    chunked_audio: bool = False
+    head: bool = False
 
     def __post_init__(self) -> None:
         for name in ("latency_ms", "jitter", "bandwidth", "rate_limit"):
@@ -38,6 +50,17 @@ class Faults:
         for name in ("fail_rate", "truncate_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
+        if isinstance(self.max_concurrent, bool) or not isinstance(self.max_concurrent, int) or self.max_concurrent < 0:
+            raise ValueError("max_concurrent must be a whole number >= 0")
+        if self.plan is not None and self.plan not in PLAN_LIMITS:
+            raise ValueError(f"plan must be one of {', '.join(PLAN_LIMITS)}, not {self.plan!r}")
+        if self.plan is not None and self.max_concurrent:
+            raise ValueError("give plan or max_concurrent, not both")
+
+    @property
+    def concurrency_limit(self) -> int:
+        """Requests in flight allowed per API key (0 = no limit)."""
+        return PLAN_LIMITS[self.plan] if self.plan is not None else self.max_concurrent
 
 
 class FaultInjector:

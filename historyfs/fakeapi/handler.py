@@ -1,9 +1,12 @@
 """The wire: HTTP/1.1 keep-alive request parsing and response writing for the fake API.
 
 Writes headers like the service where cheap (``server: uvicorn``, ``x-trace-id``,
-``content-length``, ``access-control-allow-origin``), paces bodies to the bandwidth knob,
-cuts a body short and closes the connection for truncation, and resets the connection
-(RST, no answer) for an outage. Nothing is logged but method, path and status, at DEBUG.
+``content-length``, ``access-control-allow-origin``), or real chunked framing (no
+Content-Length) for responses marked ``chunked``; answers HEAD with headers only (the
+Content-Length the body would have, as uvicorn does); paces bodies to the bandwidth knob,
+cuts a body short and closes the connection for truncation (a chunked body then lacks its
+last chunk), and resets the connection (RST, no answer) for an outage. Nothing is logged
+but method, path and status, at DEBUG.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._serve()
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
 
     def _read_chunked(self) -> bytes:
         body = b""
@@ -85,9 +88,10 @@ class Handler(BaseHTTPRequestHandler):
             self._reset()
             self.server.fake.record(entry, None)
             return
-        entry.update(endpoint=resp.endpoint, status=resp.status, tenant=getattr(resp.tenant, "name", None))
+        entry.update(endpoint=resp.endpoint, status=resp.status, tenant=getattr(resp.tenant, "name", None),
+                     limited=resp.limited)
         try:
-            sent, truncated = self._send(resp)
+            sent, truncated = self._send(resp, with_body=req.method != "HEAD")
         finally:
             resp.close()
         self.server.fake.record(entry, resp.tenant, sent=sent, truncated=truncated)
@@ -100,21 +104,14 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _send(self, resp: Response) -> tuple[int, bool]:
+    def _send(self, resp: Response, *, with_body: bool = True) -> tuple[int, bool]:
         length = resp.content_length
-        cut = self.server.fake.faults.truncate_at(length) if 200 <= resp.status < 300 else None
-        self.send_response(resp.status)
-        self.send_header("Content-Type", resp.content_type)
-        self.send_header("Content-Length", str(length))
-        self.send_header("x-trace-id", uuid.uuid4().hex)
-        self.send_header("access-control-allow-origin", "*")
-        for name, value in resp.headers.items():
-            self.send_header(name, value)
-        if cut is not None:
-            self.send_header("Connection", "close")
-        self.end_headers()
+        cut = self.server.fake.faults.truncate_at(length) if with_body and 200 <= resp.status < 300 else None
+        self._send_head(resp, length, close=cut is not None)
+        if not with_body:
+            return 0, False
         try:
-            sent = self._write(resp.chunks(), length if cut is None else cut, self.server.fake.faults.bandwidth)
+            sent = self._write(resp.chunks(), length if cut is None else cut, self.server.fake.faults.bandwidth, resp.chunked)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
             return 0, False
@@ -122,17 +119,40 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         return sent, cut is not None
 
-    def _write(self, chunks: Iterable[bytes | memoryview], limit: int, bandwidth: int) -> int:
-        """Write at most ``limit`` body bytes, paced to ``bandwidth`` bytes/s when set."""
+    def _send_head(self, resp: Response, length: int, *, close: bool) -> None:
+        self.send_response(resp.status)
+        self.send_header("Content-Type", resp.content_type)
+        if resp.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(length))
+        self.send_header("x-trace-id", uuid.uuid4().hex)
+        self.send_header("access-control-allow-origin", "*")
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+
+    def _write(self, chunks: Iterable[bytes | memoryview], limit: int, bandwidth: int, chunked: bool) -> int:
+        """Write at most ``limit`` body bytes, paced to ``bandwidth`` bytes/s when set.
+
+        Chunked, each piece is one chunk; a body cut short stops inside a chunk (its size line
+        announces the whole piece) and never gets the terminating zero-size chunk."""
         sent, start = 0, time.monotonic()
-        piece = max(1024, bandwidth // 20) if bandwidth else 1 << 30
+        step = max(1024, bandwidth // 20) if bandwidth else 1 << 30
         for chunk in chunks:
-            view = memoryview(chunk)[: limit - sent]
-            for i in range(0, len(view), piece):
-                self.wfile.write(view[i : i + piece])
-                sent += len(view[i : i + piece])
+            view = memoryview(chunk)
+            for i in range(0, len(view), step):
+                piece = view[i : i + step]
+                part = piece[: limit - sent]
+                whole = len(part) == len(piece)
+                self.wfile.write(b"%x\r\n%b%b" % (len(piece), part, b"\r\n" if whole else b"") if chunked else part)
+                sent += len(part)
+                if not whole:
+                    return sent
                 if bandwidth:
                     time.sleep(max(0.0, start + sent / bandwidth - time.monotonic()))
-            if sent >= limit:
-                break
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
         return sent

@@ -44,6 +44,8 @@ class Response:
     on_close: Callable[[], None] | None = None
     endpoint: str = "other"
     tenant: Any = None  # the Library the key selected, for per-tenant stats
+    chunked: bool = False  # send the body with Transfer-Encoding: chunked, no Content-Length
+    limited: str | None = None  # "concurrency" or "rate" for the two kinds of 429, for stats
 
     @property
     def content_length(self) -> int:
@@ -56,6 +58,19 @@ class Response:
         if self.on_close is not None:
             self.on_close()
             self.on_close = None
+
+    def also_on_close(self, action: Callable[[], None]) -> None:
+        """Run ``action`` when the response is closed, after what is already due then."""
+        before = self.on_close
+
+        def both() -> None:
+            try:
+                if before is not None:
+                    before()
+            finally:
+                action()
+
+        self.on_close = both
 
 
 def json_bytes(obj: Any) -> bytes:
@@ -83,8 +98,9 @@ def route_not_found() -> Response:
     return json_response(404, {"detail": "Not Found"})
 
 
-def method_not_allowed() -> Response:
-    return json_response(405, {"detail": "Method Not Allowed"})
+def method_not_allowed(allow: str | None = None) -> Response:
+    """FastAPI's 405 (with Starlette's Allow header when the path's methods are known)."""
+    return json_response(405, {"detail": "Method Not Allowed"}, **({"Allow": allow} if allow else {}))
 
 
 def needs_authorization() -> Response:
@@ -103,4 +119,16 @@ def server_failure(status: int) -> Response:
 
 
 def rate_limited(retry_after: int) -> Response:
-    return app_error(429, "rate_limit_exceeded", "Too many requests, please slow down.", **{"Retry-After": str(retry_after)})
+    resp = app_error(429, "rate_limit_exceeded", "Too many requests, please slow down.", **{"Retry-After": str(retry_after)})
+    resp.limited = "rate"
+    return resp
+
+
+def concurrency_limited(limit: int) -> Response:
+    """The plan's concurrency limit: legacy ``status`` and current ``code`` both present, no Retry-After."""
+    message = (f"Too many concurrent requests: your plan allows {limit} at once. "
+               "Wait for a request to finish, or upgrade your plan.")
+    detail = {"status": "too_many_concurrent_requests", "code": "concurrent_limit_exceeded", "message": message}
+    resp = json_response(429, {"detail": detail})
+    resp.limited = "concurrency"
+    return resp

@@ -48,6 +48,11 @@ def delete_item(lib: Library, req: Request, item_id: str) -> Response:
     return json_response(200, {"status": "ok"})
 
 
+def head_audio(lib: Library, req: Request, item_id: str) -> Response:
+    """HEAD /v1/history/{id}/audio (only with the ``head`` switch): GET's headers, no body."""
+    return get_audio(lib, req, item_id)
+
+
 def _audio_response(r: Record, fmt: str | None) -> Response:
     content_type, size, chunks = r.audio(fmt)
     return Response(200, content_type=content_type, stream=chunks, length=size)
@@ -83,18 +88,22 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str, Handler], ...] = (
     ("GET", re.compile(r"/v1/history/([^/]+)"), "get", get_item),
     ("DELETE", re.compile(r"/v1/history/([^/]+)"), "delete", delete_item),
     ("GET", re.compile(r"/v1/history/([^/]+)/audio"), "audio", get_audio),
+    ("HEAD", re.compile(r"/v1/history/([^/]+)/audio"), "audio_head", head_audio),
 )
 
 
-def route(method: str, path: str) -> tuple[str, Callable[[Library, Request], Response]] | Response | None:
-    """(endpoint, bound handler) for a /v1 request; a 405 Response; or None (no such path)."""
-    path_matched = False
+def route(method: str, path: str, *, head: bool = False) -> tuple[str, Callable[[Library, Request], Response]] | Response | None:
+    """(endpoint, bound handler) for a /v1 request; a 405 Response; or None (no such path).
+
+    HEAD routes exist only when ``head`` is on; otherwise HEAD is 405 like any method a path
+    lacks (FastAPI adds no HEAD to GET routes, unlike bare Starlette)."""
+    allowed: list[str] = []
     for m, pattern, endpoint, handler in ROUTES:
         match = pattern.fullmatch(path)
-        if match is None:
+        if match is None or (m == "HEAD" and not head):
             continue
-        path_matched = True
+        allowed.append(m)
         if m == method:
             arg = match.group(1) if match.groups() else ""
             return endpoint, lambda lib, req, _h=handler, _a=arg: _h(lib, req, _a)
-    return method_not_allowed() if path_matched else None
+    return method_not_allowed(", ".join(allowed)) if allowed else None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import app, state
+from .concurrency import ConcurrencyGate
 from .faults import FaultInjector, Faults
 from .handler import Handler
 from .library import Library
@@ -79,6 +80,7 @@ class FakeApiServer:
         self._tenants: dict[str, Library] = {api_key: self.library}
         self._tenants_lock = threading.Lock()
         self.faults = FaultInjector(faults, seed)
+        self.gate = ConcurrencyGate()  # requests in flight per tenant
         self._stats = Stats()
         if state_file is not None:
             state.attach(Path(state_file), self.library)
@@ -176,6 +178,12 @@ class FakeApiServer:
             libs = list(self._tenants.values())
         for lib in libs:
             lib.stats.reset()
+            self.gate.reset_peak(lib)
+
+    def concurrency(self, lib: Library) -> dict[str, int]:
+        """One tenant's requests in flight now, the most ever at once, and the limit in force."""
+        return {"in_flight": self.gate.in_flight(lib), "peak": self.gate.peak(lib),
+                "limit": self.faults.faults.concurrency_limit}
 
     # -- called by the handler -------------------------------------------------------------
     def answer(self, req: Request) -> Response | None:

@@ -14,7 +14,7 @@ LOG_LIMIT = 10_000
 
 
 class Stats:
-    """Requests by endpoint and status, bytes of bodies sent, truncations and resets."""
+    """Requests by endpoint and status, bytes of bodies sent, truncations, resets and 429s by kind."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -23,7 +23,8 @@ class Stats:
     def reset(self) -> None:
         with self._lock:
             self._by_endpoint: dict[str, dict[str, int]] = {}
-            self._counters = {"total": 0, "bytes_sent": 0, "truncated": 0, "resets": 0}
+            self._counters = {"total": 0, "bytes_sent": 0, "truncated": 0, "resets": 0,
+                              "concurrency_limited": 0, "rate_limited": 0}
             self.log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
 
     def record(self, entry: dict[str, Any], *, sent: int = 0, truncated: bool = False) -> None:
@@ -36,10 +37,13 @@ class Stats:
             self._counters["bytes_sent"] += sent
             self._counters["truncated"] += int(truncated)
             self._counters["resets"] += int(entry["status"] == "reset")
+            if entry.get("limited"):
+                self._counters[f"{entry['limited']}_limited"] += 1
             self.log.append(dict(entry))
 
     def snapshot(self) -> dict[str, Any]:
-        """{"requests": {"list": {"200": 3}, ...}, "total": n, "bytes_sent": n, "truncated": n, "resets": n}."""
+        """{"requests": {"list": {"200": 3}, ...}, "total", "bytes_sent", "truncated", "resets",
+        "concurrency_limited", "rate_limited": n} (the last two count the two kinds of 429)."""
         with self._lock:
             return {"requests": {k: dict(v) for k, v in self._by_endpoint.items()}, **self._counters}
 

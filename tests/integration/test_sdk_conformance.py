@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from historyfs.fakeapi import FakeApiServer, catalog
+from historyfs.fakeapi import FakeApiServer, Faults, catalog
 from tests.fixtures.fake_api import SESSION_KEY, FakeTenant, expected_listing, page_through
 
 elevenlabs_client = pytest.importorskip("elevenlabs.client", reason="the elevenlabs SDK is not installed")
@@ -156,3 +156,25 @@ def test_async_delete_and_bad_key(fresh_library: FakeTenant) -> None:
     with pytest.raises(ApiError) as err:
         run(go(lambda c: c.history.list(), "wrong-key"))
     assert err.value.status_code == 401
+
+
+@pytest.mark.parametrize("faults", [Faults(chunked_audio=True), Faults(plan="free", chunked_audio=True, head=True)],
+                         ids=["chunked", "free-plan-chunked-head"])
+def test_sdk_reads_chunked_audio_and_limited_responses(fake_faults: FakeApiServer, faults: Faults) -> None:
+    lib = fake_faults.library
+    ids = [x["history_item_id"] for x in lib.items()[40:43]]
+    fake_faults.set_faults(faults)
+    sdk = ElevenLabs(api_key=SESSION_KEY, base_url=fake_faults.base_url)
+    assert b"".join(sdk.history.get_audio(ids[0])) == lib.audio_bytes(ids[0])
+    assert b"".join(sdk.history.download(history_item_ids=[ids[1]], output_format="wav")) == lib.wav_bytes(ids[1])
+    assert _members(b"".join(sdk.history.download(history_item_ids=ids))) == [lib.audio_bytes(i) for i in ids]
+    assert sdk.history.get(ids[2]).model_dump(mode="json") == lib.get(ids[2])
+
+    async def go() -> tuple[bytes, bytes]:
+        client = AsyncElevenLabs(api_key=SESSION_KEY, base_url=fake_faults.base_url)
+        audio = b"".join([c async for c in client.history.get_audio(ids[1])])
+        zipped = b"".join([c async for c in client.history.download(history_item_ids=ids[:2])])
+        return audio, zipped
+
+    audio, zipped = run(go())
+    assert audio == lib.audio_bytes(ids[1]) and _members(zipped) == [lib.audio_bytes(i) for i in ids[:2]]

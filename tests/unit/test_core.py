@@ -95,7 +95,7 @@ def test_attributes(world: World) -> None:
     item = world.items[0]
     a = world.fs.getattr(world.path(item))
     assert stat.S_ISREG(a.mode) and stat.S_IMODE(a.mode) == 0o444
-    assert a.mtime == item.date_unix and a.size == 0  # size unknown before any open
+    assert a.mtime == item.date_unix and a.size == len(world.source.data[item.history_item_id])  # learned first
     assert a.ino == world.fs.getattr(world.path(item, "by-voice")).ino  # stable, the same in both views
     assert a.ino != world.fs.getattr(world.path(item, kind="sidecar")).ino
     side = world.fs.getattr(world.path(item, kind="sidecar"))
@@ -192,17 +192,59 @@ def test_changes_are_refused_with_eperm_or_erofs(world: World) -> None:
     assert world.api.calls == []
 
 
-def test_unlink_deletes_the_item_and_leaves_tombstones(world: World) -> None:
+def test_unlink_of_a_sidecar_hides_it_in_every_view_and_deletes_nothing(world: World) -> None:
     fs = world.build(Options(allow_delete=True))
     item = world.items[4]
-    audio, sidecar = world.path(item), world.path(item, kind="sidecar")
-    fs.unlink(sidecar)  # rm -r removes the sidecar first: hidden, nothing remote
+    sidecar = world.path(item, kind="sidecar")
+    fs.unlink(sidecar)
     assert world.api.calls == [] and _errno(fs.getattr, sidecar) == errno.ENOENT
-    fs.unlink(audio)
+    assert _errno(fs.getattr, world.path(item, "by-voice", "sidecar")) == errno.ENOENT
+    assert sidecar.rsplit("/", 1)[1] not in fs.readdir(sidecar.rsplit("/", 1)[0])
+    assert fs.getattr(world.path(item)).mtime == item.date_unix  # the audio stays
+
+
+def test_unlink_of_the_audio_deletes_the_item_and_leaves_ghosts_until_removed(world: World) -> None:
+    fs = world.build(Options(allow_delete=True, wav=True))
+    item = next(i for i in world.items if i.content_type == "audio/mpeg")
+    fs.unlink(world.path(item))
     assert world.api.calls == [("delete", item.history_item_id)]
-    assert _errno(fs.getattr, world.path(item, "by-voice")) == errno.ENOENT
-    fs.unlink(world.path(item, "by-voice", "sidecar"))  # a tombstone: succeeds, nothing sent
-    assert len(world.api.calls) == 1
+    for view in ("by-date", "by-voice"):  # the audio is gone everywhere, and nothing of it is listed
+        assert _errno(fs.getattr, world.path(item, view)) == errno.ENOENT
+        folder = world.path(item, view).rsplit("/", 1)[0]
+        assert not any(item.history_item_id[:8] in n for n in fs.readdir(folder)) if fs_has(fs, folder) else True
+    ghost = world.path(item, "by-voice", "wav")  # a name `rm -r` listed before the delete still resolves...
+    assert fs.getattr(ghost).mtime == item.date_unix
+    fs.unlink(ghost)  # ...and removing it succeeds, once
+    assert _errno(fs.getattr, ghost) == errno.ENOENT
+    fs.unlink(world.path(item, "by-date", "sidecar"))
+    assert len(world.api.calls) == 1  # nothing more was sent
+
+
+def fs_has(fs: HistoryFS, path: str) -> bool:
+    try:
+        fs.getattr(path)
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("order", ["sorted", "reversed", "audio first", "audio last"])
+def test_rm_r_of_a_day_with_wav_succeeds_in_any_order(world: World, order: str) -> None:
+    fs = world.build(Options(allow_delete=True, wav=True))
+    day = world.path(world.items[0]).rsplit("/", 2)[0]  # /by-date/MONTH/DAY
+    in_day = {i.history_item_id for i in world.items if world.path(i).startswith(day + "/")}
+    for voice in fs.readdir(day)[2:]:
+        names = fs.readdir(f"{day}/{voice}")[2:]
+        audio = [n for n in names if not n.endswith((".json", ".wav")) or n.endswith(".wav") and n[:-4] + ".mp3" not in names]
+        ordered = {"sorted": names, "reversed": names[::-1], "audio first": audio + [n for n in names if n not in audio],
+                   "audio last": [n for n in names if n not in audio] + audio}[order]
+        for name in ordered:
+            fs.unlink(f"{day}/{voice}/{name}")
+        fs.rmdir(f"{day}/{voice}")
+    fs.rmdir(day)
+    assert {c[1] for c in world.api.calls} == in_day
+    assert len(world.index) == len(world.items) - len(in_day)
+    assert _errno(fs.getattr, day) == errno.ENOENT
 
 
 def test_rm_r_of_a_day_deletes_exactly_its_items(world: World) -> None:
@@ -231,7 +273,7 @@ def test_failed_remote_delete_keeps_the_file(world: World) -> None:
     path = world.path(world.items[5])
     with pytest.raises(Unavailable):
         fs.unlink(path)
-    assert fs.getattr(path).size == 0  # still there
+    assert fs.getattr(path).mtime == world.items[5].date_unix  # still there
 
 
 def test_a_missing_name_triggers_one_refresh(world: World) -> None:
@@ -244,6 +286,89 @@ def test_a_missing_name_triggers_one_refresh(world: World) -> None:
         return world.index.merge([new_item]) > 0
 
     fs = world.build(Options(), on_miss=on_miss)
+    world.source.data[new_item.history_item_id] = b"new audio"
     place = Layout(UTC).place_all([*world.items, new_item])[new_item.history_item_id]
     assert fs.getattr("/" + place.relpath("by-voice")).mtime == new_item.date_unix
     assert calls == [1]
+
+
+class RecordingKernel:
+    """Records what the core tells the kernel (the real one is binding.Kernel)."""
+
+    live = True
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    def invalidate(self, path: str) -> None:
+        self.paths.append(path)
+
+
+def test_a_listing_carries_attributes_only_where_no_io_is_needed(world: World) -> None:
+    item = world.items[6]
+    folder = world.path(item).rsplit("/", 1)[0]
+    audio_name = world.path(item).rsplit("/", 1)[1]
+    entries = dict(world.fs.entries(folder))
+    assert entries[audio_name] is None  # size unknown: only a stat of it learns it
+    assert entries[audio_name.rsplit(".", 1)[0] + ".json"].size == len(item.to_json_bytes())
+    assert world.source.calls == []
+    world.fs.getattr(world.path(item))  # learns it
+    assert dict(world.fs.entries(folder))[audio_name].size == len(world.source.data[item.history_item_id])
+
+
+def test_the_first_unknown_stat_in_a_folder_learns_the_others(world: World) -> None:
+    folder = max({world.path(i).rsplit("/", 1)[0] for i in world.items},
+                 key=lambda f: sum(world.path(i).startswith(f + "/") for i in world.items))
+    inside = [i for i in world.items if world.path(i).startswith(folder + "/")]
+    assert len(inside) >= 2
+    world.fs.getattr(world.path(inside[0]))
+    assert world.fetcher.wait_idle(10)
+    assert {c[0] for c in world.source.calls} == {i.history_item_id for i in inside}  # one round for the folder
+    for i in inside:
+        assert dict(world.fs.entries(folder))[world.path(i).rsplit("/", 1)[1]] is not None
+
+
+def test_lazy_sizes_answer_zero_and_the_open_tells_the_kernel(world: World) -> None:
+    fs = world.build(Options(lazy_sizes=True))
+    kernel = RecordingKernel()
+    fs.notify = kernel
+    item = world.items[7]
+    assert fs.getattr(world.path(item)).size == 0 and world.source.calls == []
+    opened = fs.open(world.path(item), os.O_RDONLY)
+    fs.release(opened.fh)
+    assert set(kernel.paths) == {world.path(item, "by-date"), world.path(item, "by-voice")}
+    assert fs.getattr(world.path(item)).size == len(world.source.data[item.history_item_id])
+
+
+def test_a_removed_item_is_told_to_the_kernel_with_its_folders(world: World) -> None:
+    fs = world.build(Options(allow_delete=True))
+    kernel = RecordingKernel()
+    fs.notify = kernel
+    item = world.items[8]
+    fs.unlink(world.path(item, "by-voice"))
+    told = set(kernel.paths)
+    for view in ("by-date", "by-voice"):
+        for kind in ("audio", "sidecar"):
+            assert world.path(item, view, kind) in told
+        parts = world.path(item, view).split("/")[1:-1]
+        assert {"/" + "/".join(parts[:d]) for d in range(1, len(parts) + 1)} <= told
+    assert "/" in told
+
+
+def test_an_added_item_tells_the_kernel_its_folders_only(world: World) -> None:
+    kernel = RecordingKernel()
+    world.fs.notify = kernel
+    new = HistoryItem.from_json({**world.items[0].to_json(), "history_item_id": "NEWITEM0000000000002", "date_unix": 1_900_000_000})
+    world.index.merge([new])
+    place = Layout(UTC).place_all([*world.items, new])[new.history_item_id]
+    folders = {"/", "/by-date", "/by-voice"} | {"/" + "/".join((v, *place.dir_parts(v)[:d])) for v in ("by-date", "by-voice")
+                                                for d in range(1, 4)}
+    assert set(kernel.paths) == folders
+
+
+def test_nothing_is_told_before_the_mount_is_live(world: World) -> None:
+    kernel = RecordingKernel()
+    kernel.live = False
+    world.fs.notify = kernel
+    world.index.replace_all(world.items[1:])
+    assert kernel.paths == []

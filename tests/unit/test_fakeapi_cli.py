@@ -116,6 +116,23 @@ def test_fault_flags_reach_the_server(start: Callable[..., Running]) -> None:
     assert srv.stop() == 0
 
 
+def test_limit_flags_reach_the_server(start: Callable[..., Running]) -> None:
+    srv = start("--items", "3", "--plan", "free", "--chunked-audio", "--head")
+    with srv.client() as c:
+        item_id = c.get("/v1/history").json()["history"][0]["history_item_id"]
+        audio = c.get(f"/v1/history/{item_id}/audio")
+        head = c.head(f"/v1/history/{item_id}/audio")
+    assert audio.headers["maximum-concurrent-requests"] == "2" and "content-length" not in audio.headers
+    assert audio.content and head.status_code == 200
+    assert srv.stop() == 0
+
+
+def test_help_documents_the_limit_flags() -> None:
+    out = subprocess.run([*HISTORYFS, "fake-api", "--help"], capture_output=True, text=True, timeout=60).stdout
+    for flag in ("--max-concurrent", "--plan", "--chunked-audio", "--head"):
+        assert flag in out
+
+
 def test_state_persists_deletes_and_additions_across_restarts(start: Callable[..., Running], tmp_path: Path) -> None:
     state = tmp_path / "fake-state.json"
     srv = start("--items", "10", "--state", str(state), key="k")
@@ -144,6 +161,7 @@ def test_add_every_adds_new_items(start: Callable[..., Running]) -> None:
 
 @pytest.mark.parametrize("args", [
     ["--bandwidth", "fast"], ["--fail-rate", "2"], ["--port", "70000"], ["--items", "-1"], ["--add-every", "-3"],
+    ["--max-concurrent", "-1"], ["--max-concurrent", "two"], ["--plan", "gold"], ["--plan", "free", "--max-concurrent", "4"],
 ])
 def test_bad_input_is_one_line_and_nonzero(args: list[str]) -> None:
     proc = subprocess.run([*HISTORYFS, "fake-api", *args], capture_output=True, text=True, timeout=60, env=_env(None))

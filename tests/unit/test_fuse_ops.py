@@ -38,7 +38,7 @@ def _on_foreign_thread(fn: object) -> None:
 def _ops(tmp_path: Path, **options: bool) -> FuseOps:
     index = Index(tmp_path / "i.db", ZoneInfo("UTC"))
     index.replace_all(library_items(4))
-    return FuseOps(HistoryFS(index, SimpleNamespace(prefetch=None), None, Options(**options)),  # type: ignore[arg-type]
+    return FuseOps(HistoryFS(index, SimpleNamespace(prefetch=None, learn_later=None), None, Options(**options)),  # type: ignore[arg-type]
                    counters=Counters())
 
 
@@ -97,3 +97,36 @@ def test_the_adapter_keeps_the_state_of_its_calling_thread(tmp_path: Path) -> No
     seen: list[int] = []
     _on_foreign_thread(lambda: (ops.getattr("/by-date"), seen.append(len(fuse_ops._thread_states))))
     assert seen == [before + 1]
+
+
+def test_readdir_pages_carry_offsets_and_known_attributes(tmp_path: Path) -> None:
+    ops = _ops(tmp_path)
+    folder = "/by-date"
+    while True:  # down to a leaf folder
+        names = [n for n, a, _ in ops.readdir_page(folder, 0)[2:] if a.get("st_mode", 0) & 0o040000]
+        if not names:
+            break
+        folder = f"{folder}/{names[0]}"
+    page = ops.readdir_page(folder, 0)
+    assert [off for _, _, off in page] == list(range(1, len(page) + 1))  # never 0 (libfuse 3.14 drops those attrs)
+    assert page[0][0] == "." and page[1][0] == ".."
+    files = {name: attrs for name, attrs, _ in page[2:]}
+    assert all("st_size" in a for n, a in files.items() if n.endswith(".json"))  # known without I/O
+    assert all("st_size" not in a and a["st_ino"] for n, a in files.items() if not n.endswith(".json"))  # unknown: type only
+    assert ops.readdir_page(folder, 3) == page[3:]  # the next page continues where the kernel stopped
+    assert ops.readdir_page(folder, len(page)) == []
+
+
+def test_init_switches_off_automatic_data_invalidation(tmp_path: Path) -> None:
+    ops = _ops(tmp_path)
+    conn = SimpleNamespace(want=0xFFFF)
+    ops.init_with_config(conn, None)
+    assert conn.want & (1 << 12) == 0 and conn.want & 1
+    assert ops.fs.notify is ops.kernel
+
+
+def test_folders_are_listed_without_attributes_so_cp_keeps_name_order(tmp_path: Path) -> None:
+    ops = _ops(tmp_path)
+    page = ops.readdir_page("/by-date", 0)
+    folders = [attrs for name, attrs, _ in page[2:]]
+    assert folders and all(a == {"st_mode": 0o040000, "st_ino": 0xFFFFFFFF} for a in folders)
