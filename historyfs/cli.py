@@ -70,6 +70,14 @@ def _log_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-file", metavar="FILE", help="write the log to FILE instead of stderr")
 
 
+def _watch_seconds(text: str) -> float:
+    """--watch's optional SECONDS (a DEST written after --watch lands here: say where it goes)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SECONDS, not {text!r} (write DEST before --watch)") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="historyfs",
@@ -152,11 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=("mp3", "wav"), default="mp3", help="audio format (default mp3: the item's own audio)")
     e.add_argument("--tz", metavar="ZONE", help="time zone for folder and file names (default: local)")
     e.add_argument("--delete", action="store_true", help="remove what this exporter wrote for items no longer selected")
+    e.add_argument("--max-delete", metavar="N", type=int, default=100, help="with --delete, refuse to delete more than N objects (default 100; an item is 2: audio and sidecar)")
     e.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     e.add_argument("--jobs", "-j", type=int, default=8, help="transfers at once (default 8)")
     e.add_argument("--cache-dir", metavar="DIR", help="read audio from a mount's cache folder when present")
     e.add_argument("--api-deadline", metavar="SECONDS", type=float, default=60.0, help="give up an API call (retries included) after SECONDS; that item then fails and a re-run does it (default 60)")
     _concurrency_option(e)
+    e.add_argument("--watch", nargs="?", const=60.0, type=_watch_seconds, metavar="SECONDS", help="keep running: mirror each new clip within SECONDS (default 60) of its creation (DEST goes before --watch)")
+    e.add_argument("--full-resync", metavar="SECONDS", type=float, default=3600.0, help="with --watch, re-list both sides every SECONDS; deletions (--delete) happen then (default 3600; 0 = never)")
+    e.add_argument("--state-file", metavar="FILE", help="with --watch, where to keep its state (default ~/.cache/historyfs/export-watch/)")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s3 = e.add_argument_group("S3")
