@@ -1,23 +1,23 @@
-"""S3Exporter: mirror into ``s3://bucket/prefix`` on AWS or any S3-compatible store.
+"""S3Exporter: mirror into ``s3://bucket/prefix`` on AWS or any S3-compatible store, through boto3.
 
-Requests go through obstore (``s3_store``); boto3 only does what obstore cannot (``s3_boto``).
-Each object carries user metadata x-amz-meta-historyfs-item-id, -format and, when known before
-the upload starts, -sha256 (of its bytes). An object below the multipart threshold is one PUT
-of bytes already in memory, and so is a local file (a mount's cache) up to SINGLE_PUT_MAX; a
-larger download (or audio of unknown length that grows past the threshold) streams as a multipart
-upload whose parts go out in parallel while the body is still arriving, its part size chosen from
-the announced size. A PUT or a completed multipart upload is
-atomic, so no partial object is ever visible; a stream that breaks or is cancelled (``abort``)
-aborts its upload, and ``prepare`` aborts the unfinished uploads a killed run left in the
-exporter's namespace (by-voice/, by-date/, the manifest).
-A run reads the manifest (``check``: a bad bucket, credentials or endpoint fail there) and lists
-the prefix once; it never sends a HEAD per object.
+Every request goes through one botocore client (``s3_client``: how it is tuned), shared by all
+transfer threads. Each object carries user metadata x-amz-meta-historyfs-item-id, -format and,
+when known before the upload starts, -sha256 (of its bytes). An object below the multipart
+threshold is one PutObject of bytes already in memory, and so is a local file (a mount's cache)
+up to SINGLE_PUT_MAX; a larger download (or audio of unknown length that grows past the
+threshold) streams as a multipart upload whose parts go out in parallel while the body is still
+arriving (``s3_multipart``), its part size chosen from the announced size. A PUT or a completed
+multipart upload is atomic, so no partial object is ever visible; a stream that breaks or is
+cancelled (``abort``) aborts its upload, and ``prepare`` aborts the unfinished uploads a killed
+run left in the exporter's namespace (by-voice/, by-date/, the manifest), when its marker object
+says there may be some. A run reads the manifest (``check``: a bad bucket, credentials or
+endpoint fail there) and lists the prefix once; it never sends a HEAD per object.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
-import os
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,9 +26,11 @@ from urllib.parse import unquote, urlsplit
 
 from historyfs.errors import ConfigError, HistoryFSError
 
-from . import s3_store
-from .base import MANIFEST_KEY, Cancelled, DestinationOptions, Exporter, ObjectInfo
+from . import s3_client
+from .base import MANIFEST_KEY, Cancelled, DestinationError, DestinationOptions, Exporter, ObjectInfo
 from .bodies import file_chunks
+from .s3_client import BODY_ERRORS, ERRORS
+from .s3_multipart import PartPool, Upload, cut
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,10 @@ MAX_PART, MULTIPART_OBJECTS = 16 * MIB, 4
 #: parts. A download is not held whole for that: its parts go out while it arrives.
 SINGLE_PUT_MAX = 64 * MIB
 READ_ATTEMPTS = 4  # reads of the manifest whose body is cut short
+_DELETE_BATCH = 1000  # the DeleteObjects maximum
 #: Written before a run's first multipart upload, removed when every one of them ended well. A run
-#: that finds it (one was killed or failed mid-upload) aborts the unfinished uploads through boto3;
-#: a run that does not never loads boto3 for that.
+#: that finds it (one was killed or failed mid-upload) lists and aborts the unfinished uploads; a
+#: run that does not never spends a request on them.
 MARKER_KEY = ".historyfs-multipart"
 _UNREAD = object()
 
@@ -86,56 +89,35 @@ class S3Exporter(Exporter):
     def __init__(self, url: str, options: DestinationOptions | None = None) -> None:
         super().__init__(url, options)
         self.bucket, self.prefix = parse_s3_url(url)
-        self.endpoint_url = s3_store.endpoint_url(self.options)
-        self._open_lock = threading.Lock()  # guards _store, _boto
-        self._store: Any = None
-        self._boto: tuple[Any, Any] | None = None  # (boto3 session, botocore client), made on first need
+        self.endpoint_url = s3_client.endpoint_url(self.options)
+        self._open_lock = threading.Lock()  # guards _client and _parts
+        self._client: Any = None
+        self._parts: PartPool | None = None
         self._manifest_bytes: Any = _UNREAD  # what check() read, handed to the first _read of the manifest
         self._aborted = threading.Event()  # abort() was called: item uploads stop
         self._streams = threading.BoundedSemaphore(MULTIPART_OBJECTS)
         self._unfinished = _Unfinished(self)
 
-    # -- connections -------------------------------------------------------------------
-    def store(self) -> Any:
-        """The obstore S3Store (credentials and region resolved on first use)."""
+    # -- the client ----------------------------------------------------------------------
+    def client(self) -> Any:
+        """The botocore client every request of this destination goes through (made on first use)."""
         with self._open_lock:
-            if self._store is None:
-                creds = s3_store.env_credentials(self.options)
-                provider = None if creds else _boto().credential_provider(self._session_locked())
-                self._store = s3_store.open_store(self.bucket, self.prefix, self.options, self._region_locked(), creds, provider)
-            return self._store
+            if self._client is None:
+                self._client = s3_client.make_client(self.options, self.options.max_concurrency + MULTIPART_OBJECTS * PARTS_PER_OBJECT)
+            return self._client
 
-    def _region_locked(self) -> str:
-        region = self.options.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if region:
-            return region
-        region = self._session_locked().region_name
-        if region or self.endpoint_url:
-            return str(region or "us-east-1")
-        return str(_boto().bucket_region(self._boto_client_locked("us-east-1"), self.bucket))
-
-    def _session_locked(self) -> Any:
-        if self._boto is None:
-            self._boto = (_boto().session(self.options.profile), None)
-        return self._boto[0]
-
-    def _boto_client_locked(self, region: str | None = None) -> Any:
-        session = self._session_locked()
-        if self._boto is None or self._boto[1] is None:
-            self._boto = (session, _boto().client(session, self.endpoint_url, region or self._region_locked()))
-        return self._boto[1]
-
-    def _control(self) -> Any:
-        """The botocore client, for what obstore cannot do."""
-        self.store()
+    def _part_pool(self) -> PartPool:
+        client = self.client()
         with self._open_lock:
-            return self._boto_client_locked()
+            if self._parts is None:
+                self._parts = PartPool(client, MULTIPART_OBJECTS * PARTS_PER_OBJECT)
+            return self._parts
 
     def _key(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
 
     def _fail(self, exc: BaseException, what: str) -> HistoryFSError:
-        return s3_store.s3_error(exc, what, self.bucket, self.endpoint_url)
+        return s3_client.s3_error(exc, what, self.bucket, self.endpoint_url)
 
     # -- primitives ------------------------------------------------------------------
     def _check(self) -> None:
@@ -143,16 +125,10 @@ class S3Exporter(Exporter):
         self._manifest_bytes = self._read_retrying(MANIFEST_KEY)
 
     def _scan(self) -> Mapping[str, int]:
-        import obstore
-        from obstore.exceptions import BaseError, InvalidPathError
-
+        prefix = self._key("")
         try:
-            sizes = {m["path"]: m["size"] for batch in obstore.list(self.store(), chunk_size=1000) for m in batch}
-        except InvalidPathError:
-            log.info("a key under s3://%s/%s has '.', '..' or empty segments: listing through boto3", self.bucket, self.prefix)
-            prefix = self._key("")
-            sizes = {k[len(prefix) :]: n for k, n in _boto().list_sizes(self._control(), self.bucket, prefix).items()}
-        except BaseError as exc:
+            sizes = {k[len(prefix) :]: n for k, n in s3_client.list_sizes(self.client(), self.bucket, prefix).items()}
+        except ERRORS as exc:
             raise self._fail(exc, "listing") from None
         self._unfinished.found(sizes)
         return sizes
@@ -164,32 +140,38 @@ class S3Exporter(Exporter):
         return self._read_retrying(key)
 
     def _read_retrying(self, key: str) -> bytes | None:
-        import obstore
-        from obstore.exceptions import BaseError
-
         for attempt in range(1, READ_ATTEMPTS + 1):
             try:
-                return bytes(obstore.get(self.store(), key).bytes())
-            except FileNotFoundError:
-                return None
-            except BaseError as exc:  # obstore retries requests, not a body cut short once it started
-                error = self._fail(exc, f"read of {key}")
-                if isinstance(error, ConfigError) or attempt == READ_ATTEMPTS:
-                    raise error from None
-                log.info("reading %s again after: %s", key, error)
+                return self._read_once(key)
+            except BODY_ERRORS as exc:  # botocore retries the request, not the reading of a body cut short
+                if attempt == READ_ATTEMPTS:
+                    raise self._fail(exc, f"read of {key}") from None
+                log.info("reading %s again after: %s", key, exc.__class__.__name__)
         raise AssertionError("unreachable")
+
+    def _read_once(self, key: str) -> bytes | None:
+        try:
+            body = self.client().get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            with body:
+                return bytes(body.read())
+        except BODY_ERRORS:
+            raise
+        except ERRORS as exc:
+            if s3_client.error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise self._fail(exc, f"read of {key}") from None
 
     def _write(self, key: str, body: IO[bytes], info: ObjectInfo) -> None:
         """Bytes in memory, a local file (a mount's cache) or the manifest: one PUT up to
         SINGLE_PUT_MAX, else (or with --multipart-chunk-size) parts read from the body as they go."""
         if info.size < self.options.multipart_threshold:
-            self._put(key, body.read(), info, multipart=False)
+            self._put(key, body.read(), info)
             return
         with self._streams:
             if info.size <= SINGLE_PUT_MAX and not self.options.multipart_chunksize:
-                self._put(key, body.read(), info, multipart=False)
+                self._put(key, body.read(), info)
             else:
-                self._put(key, self._until_aborted(file_chunks(body)), info, multipart=True)
+                self._multipart(key, file_chunks(body, part_size(info.size, self.options.multipart_chunksize)), info)
 
     def _stream_threshold(self) -> int | None:
         return self.options.multipart_threshold
@@ -197,7 +179,37 @@ class S3Exporter(Exporter):
     def _write_stream(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
         """A download past the threshold: parts go out while it arrives (the upload overlaps it)."""
         with self._streams:
-            self._put(key, self._until_aborted(chunks), info, multipart=True)
+            self._multipart(key, chunks, info)
+
+    def _put(self, key: str, data: bytes, info: ObjectInfo) -> None:
+        """One PutObject of ``data`` (with --checksum-mode when_supported, the SHA-256 the store verifies)."""
+        self._refuse_if_aborted(key, info)
+        extra = self._extra_args(info)
+        if self._checksums() and info.sha256:
+            extra.update(ChecksumAlgorithm="SHA256", ChecksumSHA256=base64.b64encode(bytes.fromhex(info.sha256)).decode())  # botocore computes nothing
+        try:
+            self.client().put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+        except ERRORS as exc:
+            raise self._fail(exc, f"upload of {key}") from None
+
+    def _multipart(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
+        self._refuse_if_aborted(key, info)
+        parts = cut(self._until_aborted(chunks), part_size(info.size, self.options.multipart_chunksize))
+        upload = Upload(self._part_pool(), self.bucket, self._key(key), self._extra_args(info), self._aborted, PARTS_PER_OBJECT,
+                        checksums=self._checksums(), before_create=self._unfinished.begin)
+        try:
+            upload.run(parts)
+        except BaseException as exc:
+            self._unfinished.failed = upload.upload_id != "" or self._unfinished.failed  # its abort may have failed: the next run checks
+            if isinstance(exc, Cancelled):
+                raise Cancelled(f"upload of {key} cancelled") from None
+            if isinstance(exc, ERRORS):
+                raise self._fail(exc, f"upload of {key}") from None
+            raise
+
+    def _refuse_if_aborted(self, key: str, info: ObjectInfo) -> None:
+        if info.item_id is not None and self._aborted.is_set():  # the manifest is still written
+            raise Cancelled(f"upload of {key} cancelled")
 
     def _until_aborted(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
@@ -205,43 +217,33 @@ class S3Exporter(Exporter):
                 raise Cancelled("upload cancelled")
             yield chunk
 
-    def _put(self, key: str, body: bytes | Iterator[bytes], info: ObjectInfo, *, multipart: bool) -> None:
-        import obstore
-        from obstore.exceptions import BaseError
+    def _checksums(self) -> bool:
+        return (self.options.checksum_mode or "when_supported") == "when_supported"
 
-        if info.item_id is not None and self._aborted.is_set():  # the manifest is still written
-            raise Cancelled(f"upload of {key} cancelled")
-        size = part_size(info.size, self.options.multipart_chunksize)
-        if multipart:
-            self._unfinished.begin()
-        try:
-            obstore.put(self.store(), key, body, attributes=self._attributes(info), use_multipart=multipart, chunk_size=size, max_concurrency=PARTS_PER_OBJECT)
-        except BaseException as exc:
-            if multipart:
-                self._unfinished.failed = True  # obstore aborts it, but that may have failed too: the next run checks
-            if isinstance(exc, Cancelled):
-                raise Cancelled(f"upload of {key} cancelled") from None
-            if isinstance(exc, BaseError):
-                raise self._fail(exc, f"upload of {key}") from None
-            raise
-
-    def _attributes(self, info: ObjectInfo) -> dict[str, str]:
-        attrs = {"Content-Type": info.content_type}
+    def _extra_args(self, info: ObjectInfo) -> dict[str, Any]:
+        o = self.options
+        args: dict[str, Any] = {"ContentType": info.content_type}
         if info.item_id is not None:
             meta = {META_ITEM_ID: info.item_id, META_SHA256: info.sha256, META_FORMAT: info.format}
-            attrs.update((k, v) for k, v in meta.items() if v)  # sha256 is "" when streamed
-            if self.options.storage_class:
-                attrs["Storage-Class"] = self.options.storage_class
-        return attrs
+            args["Metadata"] = {k: v for k, v in meta.items() if v}  # sha256 is "" when streamed
+            if o.storage_class:
+                args["StorageClass"] = o.storage_class
+        if o.sse:
+            args["ServerSideEncryption"] = o.sse
+        if o.sse_kms_key_id:
+            args["SSEKMSKeyId"] = o.sse_kms_key_id
+        return args
 
     def _remove(self, keys: Sequence[str]) -> None:
-        import obstore
-        from obstore.exceptions import BaseError
-
-        try:
-            obstore.delete(self.store(), list(keys))
-        except BaseError as exc:
-            raise self._fail(exc, "delete") from None
+        for i in range(0, len(keys), _DELETE_BATCH):
+            batch = [{"Key": self._key(k)} for k in keys[i : i + _DELETE_BATCH]]
+            try:
+                answer = self.client().delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            except ERRORS as exc:
+                raise self._fail(exc, "delete") from None
+            errors = answer.get("Errors") or []
+            if errors:
+                raise DestinationError(f"S3 delete of {errors[0].get('Key')} failed: {errors[0].get('Code')}")
 
     def _prepare(self) -> None:
         """Abort the multipart uploads a killed run left, if its marker says there may be some."""
@@ -251,26 +253,31 @@ class S3Exporter(Exporter):
         """(key, upload id) of unfinished multipart uploads under the prefix in the exporter's namespace."""
         prefix = self._key("")
         owned = lambda key: key[len(prefix) :].startswith(OWNED_ROOTS)  # noqa: E731
-        return list(_boto().stale_uploads(self._control(), self.bucket, prefix, owned))
+        try:
+            return list(s3_client.stale_uploads(self.client(), self.bucket, prefix, owned))
+        except ERRORS as exc:
+            raise self._fail(exc, "listing of unfinished uploads") from None
 
     def _abort(self) -> None:
-        """Stop every item upload at its next chunk; its multipart upload is aborted."""
+        """Stop every item upload at its next chunk or part; its multipart upload is aborted."""
         self._aborted.set()
 
     def _release(self) -> None:
         self._unfinished.finish()
         with self._open_lock:
-            boto, self._boto, self._store = self._boto, None, None
-        if boto is not None and boto[1] is not None:
-            boto[1].close()
+            client, parts, self._client, self._parts = self._client, self._parts, None, None
+        if parts is not None:
+            parts.close()
+        if client is not None:
+            client.close()
 
 
 class _Unfinished:
     """Multipart uploads across runs: the marker object, and cleaning up after a run killed mid-upload.
 
-    The cleanup runs on a thread of its own (boto3 takes ~0.3 s to load) while small items go up;
-    a multipart upload of this run waits for it, so that it is never mistaken for a stale one.
-    A failed cleanup is a warning (such uploads only cost storage) and keeps the marker."""
+    The cleanup runs on a thread of its own while small items go up; a multipart upload of this
+    run waits for it, so that it is never mistaken for a stale one. A failed cleanup is a warning
+    (such uploads only cost storage) and keeps the marker."""
 
     def __init__(self, exporter: S3Exporter) -> None:
         self.exp = exporter
@@ -292,7 +299,7 @@ class _Unfinished:
         self.wait()
         with self._lock:
             if not self.written:
-                self._obstore_call("put", MARKER_KEY, b"")
+                self._call("put_object", Body=b"")
                 self.written = True
 
     def wait(self) -> None:
@@ -304,31 +311,23 @@ class _Unfinished:
         self.wait()
         if (self.cleaned or (self.written and not self.seen)) and not self.failed:
             try:
-                self._obstore_call("delete", MARKER_KEY)
+                self._call("delete_object")
             except HistoryFSError as exc:
-                log.warning("could not remove s3://%s/%s/%s (%s): the next run will clean up again", self.exp.bucket, self.exp.prefix, MARKER_KEY, exc)
+                log.warning("could not remove s3://%s/%s (%s): the next run will clean up again", self.exp.bucket, self.exp._key(MARKER_KEY), exc)
 
     def _abort_stale(self) -> None:
         try:
-            client, boto = self.exp._control(), _boto()
             for key, upload_id in self.exp.stale_uploads():
-                boto.abort_upload(client, self.exp.bucket, key, upload_id)
+                try:
+                    s3_client.abort_upload(self.exp.client(), self.exp.bucket, key, upload_id)
+                except ERRORS as exc:
+                    raise self.exp._fail(exc, "abort of a stale upload") from None
             self.cleaned = True
         except HistoryFSError as exc:
             log.warning("unfinished multipart uploads under s3://%s/%s were not cleaned up: %s", self.exp.bucket, self.exp.prefix, exc)
 
-    def _obstore_call(self, name: str, *args: Any) -> None:
-        import obstore
-        from obstore.exceptions import BaseError
-
+    def _call(self, method: str, **kwargs: Any) -> None:
         try:
-            getattr(obstore, name)(self.exp.store(), *args)
-        except BaseError as exc:
-            raise self.exp._fail(exc, f"{name} of {MARKER_KEY}") from None
-
-
-def _boto() -> Any:
-    """The boto3 helpers, imported on first need."""
-    from . import s3_boto as module
-
-    return module
+            getattr(self.exp.client(), method)(Bucket=self.exp.bucket, Key=self.exp._key(MARKER_KEY), **kwargs)
+        except ERRORS as exc:
+            raise self.exp._fail(exc, f"{method} of {MARKER_KEY}") from None

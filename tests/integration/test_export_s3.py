@@ -6,6 +6,7 @@ stale multipart uploads, a run killed with SIGKILL then completed, and each bad 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -69,6 +70,8 @@ def test_export_to_s3_with_metadata_then_rerun_uploads_nothing(tenant: Tenant, c
     audio = tenant.lib.audio_bytes(item.history_item_id)
     assert head["Metadata"] == {"historyfs-item-id": item.history_item_id, "historyfs-sha256": hashlib.sha256(audio).hexdigest(), "historyfs-format": "mp3"}
     assert head["ContentType"] == item.content_type
+    checked = s3_client.head_object(Bucket=s3_bucket, Key=key, ChecksumMode="ENABLED")  # the hash it computed anyway, verified by the store
+    assert checked["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(audio).digest()).decode()
     manifest = json.loads(objects(s3_client, s3_bucket, MANIFEST)[MANIFEST])
     assert manifest["objects"][key[len(PREFIX) + 1 :]]["item_id"] == item.history_item_id
     audio_calls = len(tenant.requests("audio"))
@@ -76,18 +79,25 @@ def test_export_to_s3_with_metadata_then_rerun_uploads_nothing(tenant: Tenant, c
     assert (again["uploaded"], again["skipped"]) == (0, 24) and len(tenant.requests("audio")) == audio_calls
 
 
-def test_runs_load_neither_boto3_nor_the_sdk(tenant: Tenant, cli: Any, s3_env: S3Server, s3_bucket: str) -> None:
-    """Start fast: with credentials and region in the environment, a first run (small items) and a
-    no-op re-run need obstore only (boto3 is for the credential chain and a killed run's uploads)."""
-    probe = (
-        "import sys; from historyfs.cli import main; code = main(sys.argv[1:]); "
-        "print(sorted(m for m in ('boto3', 'botocore', 'elevenlabs', 's3transfer') if m in sys.modules)); sys.exit(code)"
-    )
+_PROBE = (
+    "import sys; from historyfs.cli import main; code = main(sys.argv[1:]); "
+    "print(sorted(m for m in ('boto3', 'botocore', 'elevenlabs') if m in sys.modules)); sys.exit(code)"
+)
+
+
+def _modules_loaded(tenant: Tenant, dest: str, uploaded: int) -> list[str]:
     env = {**os.environ, "ELEVENLABS_API_KEY": tenant.key, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", _PROBE, "export", dest, "--tz", "UTC", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout[: r.stdout.rindex("}") + 1])["uploaded"] == uploaded
+    return list(json.loads(r.stdout.strip().splitlines()[-1].replace("'", '"')))
+
+
+def test_boto3_is_loaded_only_for_an_s3_destination(tenant: Tenant, s3_env: S3Server, s3_bucket: str, tmp_path: Path) -> None:
+    """Start fast: a folder run never imports boto3 (~0.3 s of CPU with its client); no run imports the SDK."""
     for uploaded in (24, 0):
-        r = subprocess.run([sys.executable, "-c", probe, "export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC", "--json"], env=env, capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        assert json.loads(r.stdout[: r.stdout.rindex("}") + 1])["uploaded"] == uploaded and r.stdout.strip().endswith("[]")
+        assert _modules_loaded(tenant, str(tmp_path / "folder"), uploaded) == []
+        assert _modules_loaded(tenant, f"s3://{s3_bucket}/{PREFIX}", uploaded) == ["boto3", "botocore"]
 
 
 def test_delete_on_s3_stays_inside_the_prefix(tenant: Tenant, cli: Any, s3_client: Any, s3_bucket: str) -> None:
@@ -139,8 +149,9 @@ def test_storage_class_sse_and_checksum_mode(tenant: Tenant, cli: Any, s3_client
     item = next(i for i in tenant.items() if i.voice_id)
     args = ("--storage-class", "STANDARD_IA", "--sse", "AES256", "--checksum-mode", "when_required", "--voice", item.voice_id or "")
     assert cli("export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC", *args).code == 0
-    head = s3_client.head_object(Bucket=s3_bucket, Key=f"{PREFIX}/{tenant.placements()[item.history_item_id].relpath('by-voice')}")
+    head = s3_client.head_object(Bucket=s3_bucket, Key=f"{PREFIX}/{tenant.placements()[item.history_item_id].relpath('by-voice')}", ChecksumMode="ENABLED")
     assert head["StorageClass"] == "STANDARD_IA" and head["ServerSideEncryption"] == "AES256"
+    assert not [k for k in head if k.startswith("Checksum")]  # when_required: no checksum sent
 
 
 def test_stale_multipart_uploads_of_the_exporter_are_aborted(tenant: Tenant, cli: Any, s3_client: Any, s3_bucket: str) -> None:

@@ -1,4 +1,4 @@
-"""exporters.bodies, manifest and s3 helpers: hashing and buffering bodies, the manifest format, S3 URLs, part sizes and error lines."""
+"""exporters.bodies, manifest and s3 helpers: hashing and buffering bodies, the manifest format, S3 URLs, parts and error lines."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import hashlib
 import threading
 
 import pytest
-from obstore.exceptions import GenericError, PermissionDeniedError
+import botocore.exceptions as bce
 
 from exporters.bodies import Cancelled, HashingChunks, file_chunks, hash_file, spool, take
 from exporters.local import folder_from_url
 from exporters.manifest import Entry, dump, parse
 from exporters.s3 import MIB, parse_s3_url, part_size
-from exporters.s3_store import is_protected, s3_error
+from exporters.s3_client import is_protected, s3_error
+from exporters.s3_multipart import cut
 from historyfs.errors import ConfigError
 
 
@@ -103,23 +104,34 @@ def test_payloads_are_signed_only_where_the_transport_does_not_protect_them() ->
     assert not is_protected("http://minio.lan:9000")
 
 
-_HTTP = "Generic S3 error: Error performing {op} request: Error performing GET http://e/b?list-type=2 in 20ms - Server returned non-2xx status code: {status}: "
+def _client_error(code: str, status: int, message: str = "") -> bce.ClientError:
+    return bce.ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "ListObjectsV2")
 
 
 @pytest.mark.parametrize(
     ("exc", "kind", "text"),
     [
-        (GenericError(_HTTP.format(op="list", status="404 Not Found") + "<Error><Code>NoSuchBucket</Code></Error>"), ConfigError, "S3 bucket 'b' does not exist"),
-        (GenericError(_HTTP.format(op="get", status="403 Forbidden") + "<Error><Code>AccessDenied</Code></Error>"), ConfigError, "access denied to S3 bucket 'b' (AccessDenied)"),
-        (PermissionDeniedError("The operation lacked the necessary privileges"), ConfigError, "access denied to S3 bucket 'b'"),
-        (GenericError("Generic S3 error: Error performing list request: after 10 retries - HTTP error: error sending request\n\nDebug source: ..."), ConfigError, "cannot reach the S3 endpoint http://e"),
-        (GenericError(_HTTP.format(op="list", status="503 Service Unavailable") + "<Error><Code>SlowDown</Code></Error>"), Exception, "S3 listing failed: SlowDown"),
-        (GenericError(_HTTP.format(op="list", status="500 Internal Server Error")), Exception, "S3 listing failed: HTTP 500"),
+        (_client_error("NoSuchBucket", 404), ConfigError, "S3 bucket 'b' does not exist"),
+        (_client_error("AccessDenied", 403, "Access Denied"), ConfigError, "access denied to S3 bucket 'b' (AccessDenied)"),
+        (_client_error("", 403), ConfigError, "access denied to S3 bucket 'b' (403)"),
+        (bce.NoCredentialsError(), ConfigError, "no AWS credentials"),
+        (bce.EndpointConnectionError(endpoint_url="http://e/b"), ConfigError, "cannot reach the S3 endpoint http://e"),
+        (_client_error("SlowDown", 503, "Please reduce your request rate."), Exception, "S3 listing failed: SlowDown: Please reduce your request rate."),
+        (bce.ReadTimeoutError(endpoint_url="http://e/b"), Exception, "S3 listing failed: Read timeout on endpoint URL"),
     ],
 )
 def test_s3_errors_become_one_line(exc: Exception, kind: type, text: str) -> None:
     err = s3_error(exc, "listing", "b", "http://e")
     assert isinstance(err, kind) and text in str(err) and "\n" not in str(err)
+
+
+def test_chunks_are_cut_into_parts_of_the_chosen_size() -> None:
+    chunks = [b"a" * 3, b"b" * 5, b"c" * 10, b"d"]
+    parts = list(cut(iter(chunks), 4))
+    assert b"".join(parts) == b"".join(chunks) and [len(p) for p in parts] == [4, 4, 4, 4, 3]
+    whole = b"x" * 8
+    assert list(cut(iter([whole, whole]), 8))[0] is whole  # a chunk that is a whole part is not copied
+    assert list(cut(iter([]), 8)) == []
 
 
 def test_folder_from_url() -> None:
