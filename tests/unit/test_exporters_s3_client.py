@@ -76,3 +76,33 @@ def test_one_client_with_a_pool_for_every_request_in_flight() -> None:
         assert client.meta.config.s3["addressing_style"] == "path"
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("operation", ["PutObject", "UploadPart"])
+def test_a_bytes_body_goes_out_as_is_without_waiting_for_100_continue(operation: str) -> None:
+    """One sendall of the same bytes object (no BytesIO sent 16 KiB at a time, no extra round trip)."""
+    body = b"x" * (3 * 1024 * 1024)
+    request = send("http://127.0.0.1:9000", body=body, operation=operation)
+    assert request.body is body and "Expect" not in request.headers
+
+
+@pytest.mark.parametrize(
+    ("body", "retried"),
+    [
+        (b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult><Name>b</Name></ListBucketResult>', False),
+        (b"<ListBucketResult><Name>b</Name></ListBucketResult>\n", False),
+        (b'<?xml version="1.0"?><Error><Code>InternalError</Code></Error>', True),  # an error inside a 200
+        (b'<?xml version="1.0"?><ListBucketResult><Name>b</Name><Contents><Key>', True),  # cut short
+        (b"", False),
+    ],
+)
+def test_an_error_or_a_cut_body_in_a_200_answer_is_still_retried(body: bytes, retried: bool) -> None:
+    """botocore's check is kept: a 200 whose body is an <Error> or cut short becomes a 500 (retried)."""
+    client = make_client(DestinationOptions(endpoint_url="http://127.0.0.1:9000", region="us-east-1"), 4)
+    answer = {"status_code": 200, "body": body, "headers": {}}
+    try:
+        client.meta.events.emit("before-parse.s3.ListObjectsV2", operation_model=client.meta.service_model.operation_model("ListObjectsV2"),
+                                response_dict=answer, customized_response_dict={})
+    finally:
+        client.close()
+    assert (answer["status_code"] == 500) is retried
