@@ -1,23 +1,30 @@
 """historyfs exporters: mirror a selection of the history to S3, a folder, or a plugin's destination.
 
 Public API (sorted):
-    Cancelled, DestinationError, DestinationOptions, Entry, ExportOptions, ExportSummary, Exporter,
-    ItemUpload, ObjectInfo, PluginError, Registration, Selection, available_exporters, export,
-    get_exporter_class, open_destination, register
-``export`` and its option/summary types live in ``exporters.runner`` and are imported on first use,
-so a plugin importing ``exporters.Exporter`` does not pull in the HTTP client.
+    Cancelled, Chunks, ConfigError, Destination, DestinationError, DestinationOptions, Entry,
+    ExportOptions, ExportSummary, Exporter, ItemUpload, ObjectInfo, PluginError, Registration,
+    Selection, Stored, available_exporters, export, get_destination_class, open_destination, register
+A destination plugin subclasses ``Destination`` (docs/PLUGINS.md; its contract suite is
+``exporters.testing``). ``export`` and its option/summary types live in ``exporters.runner`` and
+are imported on first use, so a plugin importing ``exporters.Destination`` does not pull in the
+HTTP client.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .base import Cancelled, DestinationError, DestinationOptions, Entry, Exporter, ItemUpload, ObjectInfo, PluginError
-from .registry import Registration, get_exporter_class, open_destination, register
+from .base import Cancelled, Chunks, ConfigError, Destination, DestinationError, DestinationOptions, ItemUpload, ObjectInfo, PluginError, Stored
+from .exporter import Exporter
+from .manifest import Entry
+from .registry import Registration, get_destination_class, open_destination, register
 from .registry import available as available_exporters
 
 __all__ = [
     "Cancelled",
+    "Chunks",
+    "ConfigError",
+    "Destination",
     "DestinationError",
     "DestinationOptions",
     "Entry",
@@ -29,9 +36,10 @@ __all__ = [
     "PluginError",
     "Registration",
     "Selection",
+    "Stored",
     "available_exporters",
     "export",
-    "get_exporter_class",
+    "get_destination_class",
     "open_destination",
     "register",
 ]

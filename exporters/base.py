@@ -1,61 +1,48 @@
-"""The exporter plugin interface: what a destination must do, and the bookkeeping every destination shares.
+"""The destination plugin interface: what a plugin implements (``Destination``) and the values it is handed.
 
-A destination (S3 prefix, local folder, a third-party store) is an ``Exporter``. The runner uses
-only its public, final methods:
+A plugin is a subclass of ``Destination``: a place that stores objects under keys. It keeps its
+own state in its own object; the framework (``exporters.exporter.Exporter``) wraps it and keeps
+its state apart (the manifest, hashing, recovery, locks), so no attribute a plugin defines can
+collide with the framework's. The framework only calls the methods below and reads the class
+attributes ``scheme``, ``dest_options`` and ``stream_threshold``.
 
-    exporter.check()                  # read-only: is the destination usable? (ConfigError if not)
-    exporter.prepare()                # before the first change: clear debris of interrupted runs
-    exporter.listing() -> {key: Entry}  # ONE listing: what this exporter holds (item id, sha256, size)
-    exporter.put_item(upload)         # one item's audio (a stream of chunks) and metadata sidecar
-    exporter.delete(keys)             # remove objects this exporter wrote
-    exporter.abort()                  # cancel in-flight transfers (Ctrl-C)
-    exporter.close()                  # persist the manifest, release resources
+Primitives (each is called as the threading contract in docs/PLUGINS.md says):
 
-A plugin implements four primitives over its storage (``_scan``, ``_read``, ``_write``,
-``_remove``), optionally ``_check``/``_prepare``/``_abort``/``_release``, and optionally streaming
-(``_stream_threshold`` and ``_write_stream``). This base class owns the manifest
-(``.historyfs-manifest.json`` under the destination, see ``manifest``), the hashing of every body
-(each byte is hashed once, on its way), and thread safety (``put_item`` is called from many
-threads at once).
-
-Bodies (see ``bodies``): a download is read once and hashed on the way. A store that does not
-stream gets every object as a seekable file whose hash and size are known first (so metadata such
-as S3's x-amz-meta-historyfs-sha256 can be set on the object itself); so does every store for a
-local file (a mount's cache: hashed in place, then given whole, the store reads it as it likes).
-A store that streams says from which size (``_stream_threshold``): a download is held in memory
-up to that size and then handed over as ``bytes``; one that grows past it (announced or not: a
-response without Content-Length streams too) goes to ``_write_stream`` chunk by chunk as it
-arrives, so the upload overlaps the download. Its sha256 is recorded in the manifest; it is not
-known when the store starts the object, so ``ObjectInfo.sha256`` is "" for such a write.
+    scan() -> Iterable[Stored]           # required: one listing of every object under the destination
+    read(key) -> bytes | None            # required: a small object (the manifest), None if absent
+    write(key, body, info)               # required: store a whole object, atomically
+    remove(keys)                         # required: remove objects; a key already gone is no error
+    write_stream(key, chunks, info)      # optional (with stream_threshold): store bytes as they arrive
+    describe(keys) -> Iterable[Stored]   # optional: what the destination recorded about these objects
+    check(), prepare(), abort(), close() # optional: probe, clear debris, cancel transfers, release
 
 Keys are relative, '/'-separated paths under the destination, e.g.
-``by-voice/Rachel/2026-11/2026-11-23/14-03-27 Hello [ja9xsmfG].mp3``.
+``by-voice/Rachel/2026-11/2026-11-23/14-03-27 Hello [ja9xsmfG].mp3``; the framework's own objects
+start with ``.historyfs-`` (the manifest is ``.historyfs-manifest.json``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from datetime import datetime
+from types import MappingProxyType
 from typing import IO, ClassVar
 
 from historyfs.errors import ConfigError, HistoryFSError
 
-from .bodies import SPOOL_MEMORY_LIMIT, Cancelled, HashingChunks, Spooled, copy_body, hash_file, spool, take
-from .manifest import MANIFEST_KEY, MANIFEST_VERSION, Entry
-from .manifest import dump as _dump_manifest
-from .manifest import parse as _parse_manifest
+from .bodies import Cancelled, HashingChunks
 
-__all__ = ["MANIFEST_KEY", "MANIFEST_VERSION", "SPOOL_MEMORY_LIMIT", "Cancelled", "DestinationError", "DestinationOptions", "Entry", "Exporter",
-           "ItemUpload", "ObjectInfo", "PluginError", "Spooled", "copy_body", "spool"]
+__all__ = ["Cancelled", "Chunks", "ConfigError", "Destination", "DestinationError", "DestinationOptions", "ItemUpload", "ObjectInfo",
+           "PluginError", "Stored"]
+
+_NO_OPTIONS: Mapping[str, str] = MappingProxyType({})
 
 
 class PluginError(ConfigError):
-    """An exporter plugin cannot be registered or loaded; the message names the plugin."""
+    """A destination plugin cannot be registered or loaded; the message names the plugin."""
 
 
 class DestinationError(HistoryFSError):
@@ -64,7 +51,8 @@ class DestinationError(HistoryFSError):
 
 @dataclass(frozen=True, slots=True)
 class DestinationOptions:
-    """Options a destination may use (each exporter ignores those that do not apply to it)."""
+    """Options for a destination: the S3 flags (other destinations ignore them), transfer tuning,
+    and ``extra``, the ``--dest-opt KEY=VALUE`` pairs (checked by the destination's ``check_options``)."""
 
     endpoint_url: str | None = None
     profile: str | None = None
@@ -75,23 +63,73 @@ class DestinationOptions:
     checksum_mode: str | None = None
     multipart_threshold: int = 8 * 1024 * 1024  # objects from this size stream (S3: multipart)
     multipart_chunksize: int | None = None  # part size; None: chosen from each object's size
-    max_concurrency: int = 10
+    max_concurrency: int = 10  # writes the run may have in flight at once (at least --jobs)
+    extra: Mapping[str, str] = field(default_factory=lambda: _NO_OPTIONS)
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
-    """Everything known about an object before it is stored (hash and size included)."""
+    """What is known about an object when it is written.
+
+    ``item_id``, ``date`` and ``metadata`` are None/empty for the framework's own objects (the
+    manifest). ``sha256`` is "" and ``size`` the announced length (0: unknown) for ``write_stream``:
+    they are known only once its chunks have all arrived (``Chunks.sha256``, ``Chunks.size``)."""
 
     item_id: str | None
     sha256: str
     size: int
-    format: str
+    format: str  # "mp3", "wav"... for audio; "json" for a sidecar
     content_type: str
+    date: datetime | None = None  # when the item was created (aware, UTC)
+    metadata: Mapping[str, str] = field(default_factory=lambda: _NO_OPTIONS)  # voice, voice_id, model, text, source
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One object as the destination holds it. ``item_id``, ``sha256`` and ``format`` are what the
+    destination recorded when it wrote it (from ``ObjectInfo``), or None if it recorded nothing:
+    with them, a run whose manifest was lost (``kill -9``) does not upload the object again."""
+
+    key: str
+    size: int
+    item_id: str | None = None
+    sha256: str | None = None
+    format: str | None = None
+
+
+class Chunks:
+    """An object's bytes as they arrive, for ``write_stream``: iterate it once. Once the last
+    chunk has been taken, ``sha256`` and ``size`` are those of all its bytes (a store that
+    records them can do it before it makes the object visible)."""
+
+    def __init__(self, chunks: Iterable[bytes], hashed: HashingChunks) -> None:
+        self._chunks, self._hashed = chunks, hashed
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+    @property
+    def finished(self) -> bool:
+        return self._hashed.finished
+
+    @property
+    def sha256(self) -> str:
+        self._must_be_finished()
+        return self._hashed.sha256
+
+    @property
+    def size(self) -> int:
+        self._must_be_finished()
+        return self._hashed.size
+
+    def _must_be_finished(self) -> None:
+        if not self._hashed.finished:
+            raise RuntimeError("sha256 and size are known only after the last chunk")
 
 
 @dataclass(slots=True)
 class ItemUpload:
-    """One item as the runner hands it to ``put_item``: its audio as a stream of chunks, its sidecar."""
+    """One item as the runner hands it to ``Exporter.put_item``: its audio as a stream of chunks, its sidecar."""
 
     item_id: str
     audio_key: str
@@ -102,185 +140,75 @@ class ItemUpload:
     format: str
     cancel: threading.Event = field(default_factory=threading.Event)
     size_hint: int | None = None  # the audio's announced length (Content-Length, file size), when known
+    date: datetime | None = None  # the item's creation time (aware, UTC)
+    metadata: Mapping[str, str] = field(default_factory=lambda: _NO_OPTIONS)
 
 
-class Exporter(ABC):
-    """Base class of every destination. Subclasses set ``scheme`` and implement the primitives.
+class Destination(ABC):
+    """Base class of every destination plugin; see the module docstring and docs/PLUGINS.md.
 
-    Parameters:
-        url: the destination as the user gave it (``scheme://...`` or a plain path).
-        options: DestinationOptions (S3 settings and transfer tuning).
+    Subclasses set ``scheme`` and implement ``scan``, ``read``, ``write`` and ``remove``. The
+    constructor is the plugin's own: it gets the URL as the user gave it and the options, parses
+    what it needs (raise ``ConfigError`` for a bad URL) and must not touch the storage yet
+    (``check`` is the first call that may). This base class keeps no state at all.
     """
 
-    #: URL scheme this exporter serves ("s3", "file", "memory", ...); checked at load time.
+    #: The URL scheme served: ``tarball`` serves ``tarball://...``. Checked when the plugin loads.
     scheme: ClassVar[str] = ""
+    #: ``--dest-opt`` keys this destination takes, each with one line of help; other keys are refused.
+    dest_options: ClassVar[Mapping[str, str]] = _NO_OPTIONS
+    #: Audio reaching this many bytes goes to ``write_stream`` while it arrives; None: always ``write``.
+    stream_threshold: int | None = None
 
-    def __init__(self, url: str, options: DestinationOptions | None = None) -> None:
-        self.url = url
-        self.options = options or DestinationOptions()
-        self._lock = threading.Lock()  # guards _manifest and _dirty
-        self._flush_lock = threading.Lock()  # one manifest write at a time (taken before _lock)
-        self._manifest: dict[str, Entry] | None = None
-        self._dirty = False
-        self._closed = False
+    def __init__(self, url: str, options: DestinationOptions) -> None:  # noqa: B027 - a constructor, not abstract
+        """Keeps nothing: a subclass keeps what it needs under names of its own choosing."""
 
-    # -- primitives a plugin implements ----------------------------------------------
+    @classmethod
+    def check_options(cls, url: str, extra: Mapping[str, str]) -> None:
+        """Refuse ``--dest-opt`` keys this destination does not take (one line); called before it is made."""
+        unknown = sorted(set(extra) - set(cls.dest_options))
+        if unknown:
+            takes = ", ".join(sorted(cls.dest_options)) or "none"
+            raise ConfigError(f"unknown --dest-opt {unknown[0]!r} for {cls.scheme}:// destinations (they take: {takes})")
+
+    # -- required ------------------------------------------------------------------------
     @abstractmethod
-    def _scan(self) -> Mapping[str, int]:
-        """One listing of every object under the destination: relative key -> size in bytes."""
+    def scan(self) -> Iterable[Stored]:
+        """One listing of every object under the destination (the manifest and debris included)."""
 
     @abstractmethod
-    def _read(self, key: str) -> bytes | None:
+    def read(self, key: str) -> bytes | None:
         """The content of a small object (the manifest), None if absent."""
 
     @abstractmethod
-    def _write(self, key: str, body: IO[bytes], info: ObjectInfo) -> None:
-        """Store ``body`` (seekable, at 0, ``info.size`` bytes) under ``key``, atomically: never partly visible."""
+    def write(self, key: str, body: IO[bytes], info: ObjectInfo) -> None:
+        """Store ``body`` (seekable, at 0, ``info.size`` bytes of hash ``info.sha256``) under ``key``,
+        replacing what is there, atomically: no reader and no ``scan`` ever sees a partial object."""
 
     @abstractmethod
-    def _remove(self, keys: Sequence[str]) -> None:
+    def remove(self, keys: Sequence[str]) -> None:
         """Remove these objects; a key already gone is not an error."""
 
-    def _check(self) -> None:
-        """Raise ConfigError if the destination cannot be used (read-only probe)."""
+    # -- optional ------------------------------------------------------------------------
+    def write_stream(self, key: str, chunks: Chunks, info: ObjectInfo) -> None:
+        """Store ``chunks`` under ``key`` as they arrive, atomically: nothing visible unless all
+        arrived. An exception raised by ``chunks`` (a cut download, a cancel) must leave nothing
+        behind and be raised again. Only called when ``stream_threshold`` is a number."""
+        raise NotImplementedError(f"{type(self).__name__} sets stream_threshold but has no write_stream")
 
-    def _prepare(self) -> None:
-        """Clean up debris of interrupted runs (temporary files, unfinished uploads)."""
+    def describe(self, keys: Sequence[str]) -> Iterable[Stored]:
+        """What was recorded about these objects (present, but not in the manifest), for those
+        ``scan`` gave no item id and sha256; nothing by default (they are uploaded again)."""
+        return ()
 
-    def _abort(self) -> None:
-        """Cancel transfers in flight."""
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise ConfigError if the destination cannot be used; read-only (a dry run calls it)."""
 
-    def _release(self) -> None:
-        """Release connections and handles."""
+    def prepare(self) -> None:  # noqa: B027 - optional hook
+        """Clean up debris of interrupted runs (temporary files, unfinished uploads); before the first change."""
 
-    def _stream_threshold(self) -> int | None:
-        """Audio reaching this many bytes goes to ``_write_stream``; smaller audio to ``_write`` (None: never streams)."""
-        return None
+    def abort(self) -> None:  # noqa: B027 - optional hook
+        """Make writes in flight stop soon (raising, leaving nothing); called from another thread."""
 
-    def _write_stream(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
-        """Store ``chunks`` under ``key`` as they arrive, atomically (nothing visible unless all arrived).
-
-        ``info.sha256`` is "" and ``info.size`` the announced length (0 if unknown); an exception
-        from ``chunks`` (a cut download, a cancel) must leave nothing behind. Optional: only called
-        when ``_stream_threshold`` returns a size."""
-        raise NotImplementedError
-
-    # -- the interface the runner uses -----------------------------------------------
-    def check(self) -> None:
-        """Fail early (one clear ConfigError) if the destination is unusable; changes nothing."""
-        self._check()
-
-    def prepare(self) -> None:
-        """Called once before the first change of a run (never in a dry run)."""
-        self._prepare()
-
-    def listing(self) -> dict[str, Entry]:
-        """What this exporter holds: manifest entries whose object still exists with the recorded size."""
-        sizes = self._scan()
-        with self._lock:
-            manifest = self._load_manifest_locked()
-            return {k: e for k, e in manifest.items() if sizes.get(k) == e.size}
-
-    def put_item(self, upload: ItemUpload) -> list[Entry]:
-        """Store one item's audio (hashed on its way) then its sidecar; record both in the manifest."""
-        audio = self._put_audio(upload)
-        sidecar = self._put_bytes(upload.sidecar_key, upload.sidecar, hashlib.sha256(upload.sidecar).hexdigest(), upload, "application/json", "json")
-        return [audio, sidecar]
-
-    def delete(self, keys: Sequence[str]) -> None:
-        """Remove objects this exporter wrote (keys not in its manifest are refused)."""
-        with self._lock:
-            manifest = self._load_manifest_locked()
-            unknown = [k for k in keys if k not in manifest]
-        if unknown:
-            raise DestinationError(f"refusing to delete {unknown[0]!r}: not written by historyfs")
-        self._remove(list(keys))
-        with self._lock:
-            for k in keys:
-                manifest.pop(k, None)
-            self._dirty = True
-
-    def abort(self) -> None:
-        """Stop transfers in flight (the run is being interrupted); completed ones stay recorded."""
-        self._abort()
-
-    def flush(self) -> None:
-        """Write the manifest now if it changed (atomically, as any object; serialized outside the lock)."""
-        with self._flush_lock:
-            with self._lock:
-                if not self._dirty or self._manifest is None:
-                    return
-                entries, self._dirty = dict(self._manifest), False
-            data = _dump_manifest(entries)
-            try:
-                self._write(MANIFEST_KEY, io.BytesIO(data), ObjectInfo(None, hashlib.sha256(data).hexdigest(), len(data), "json", "application/json"))
-            except BaseException:
-                with self._lock:
-                    self._dirty = True
-                raise
-
-    def close(self, *, persist: bool = True) -> None:
-        """Persist the manifest (unless ``persist`` is false) and release resources; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if persist:
-                self.flush()
-        finally:
-            self._release()
-
-    def __enter__(self) -> Exporter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- internals -------------------------------------------------------------------
-    def _put_audio(self, upload: ItemUpload) -> Entry:
-        """A local file: hashed, then handed over whole. A download: in memory up to the store's
-        threshold and then one ``_write``, else streamed as it arrives; spooled if the store cannot stream."""
-        if isinstance(upload.audio, io.IOBase):
-            return self._put_spooled(upload, hash_file(upload.audio, upload.cancel))
-        threshold = self._stream_threshold()
-        hashed = HashingChunks(upload.audio, upload.cancel)
-        if threshold is None:
-            return self._put_spooled(upload, spool(hashed))
-        head, rest = take(iter(hashed), threshold)
-        if rest is None:
-            return self._put_bytes(upload.audio_key, b"".join(head), hashed.sha256, upload, upload.content_type)
-        info = ObjectInfo(upload.item_id, "", upload.size_hint or 0, upload.format, upload.content_type)
-        self._write_stream(upload.audio_key, chain(head, rest), info)
-        if not hashed.finished:
-            raise DestinationError(f"{upload.audio_key}: the store stopped reading the audio before its end")
-        return self._record(upload.audio_key, Entry(upload.item_id, hashed.sha256, hashed.size, upload.format))
-
-    def _put_spooled(self, upload: ItemUpload, body: Spooled) -> Entry:
-        try:
-            info = self._info(upload, body.sha256, body.size, upload.content_type)
-            self._write(upload.audio_key, body.file, info)
-        finally:
-            body.file.close()
-        return self._record(upload.audio_key, Entry(upload.item_id, body.sha256, body.size, upload.format))
-
-    def _put_bytes(self, key: str, data: bytes, sha256: str, upload: ItemUpload, content_type: str, fmt: str | None = None) -> Entry:
-        info = self._info(upload, sha256, len(data), content_type, fmt)
-        self._write(key, io.BytesIO(data), info)  # BytesIO over bytes: read() hands back the same object, no copy
-        return self._record(key, Entry(upload.item_id, sha256, len(data), info.format))
-
-    @staticmethod
-    def _info(upload: ItemUpload, sha256: str, size: int, content_type: str, fmt: str | None = None) -> ObjectInfo:
-        if upload.cancel.is_set():
-            raise Cancelled("transfer cancelled")
-        return ObjectInfo(upload.item_id, sha256, size, fmt or upload.format, content_type)
-
-    def _record(self, key: str, entry: Entry) -> Entry:
-        with self._lock:
-            self._load_manifest_locked()[key] = entry
-            self._dirty = True
-        return entry
-
-    def _load_manifest_locked(self) -> dict[str, Entry]:
-        if self._manifest is None:
-            self._manifest = _parse_manifest(self._read(MANIFEST_KEY))
-        return self._manifest
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and handles; called once, last."""

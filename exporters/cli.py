@@ -120,8 +120,22 @@ def destination_options(args: argparse.Namespace) -> DestinationOptions:
         sse=args.sse,
         sse_kms_key_id=args.sse_kms_key_id,
         checksum_mode=args.checksum_mode,
+        extra=dest_opts(getattr(args, "dest_opt", None) or []),
         **({"multipart_threshold": chunk, "multipart_chunksize": chunk} if chunk else {}),
     )
+
+
+def dest_opts(pairs: list[str]) -> dict[str, str]:
+    """``--dest-opt KEY=VALUE`` flags as a mapping (the destination checks the keys; values are never printed)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"bad --dest-opt {key.strip()!r}: expected KEY=VALUE")
+        if key in out:
+            raise ConfigError(f"--dest-opt {key!r} given twice")
+        out[key] = value
+    return out
 
 
 def _multipart_size(text: str | None) -> int | None:

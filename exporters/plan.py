@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from historyfs.layout import Placement
 from historyfs.models import HistoryItem
 
-from .base import Entry
+from .manifest import Entry
+
+#: What a destination is told about an item beside its date (ObjectInfo.metadata): the mount's xattr names.
+METADATA_FIELDS = {"voice": "voice_name", "voice_id": "voice_id", "model": "model_id", "text": "text", "source": "source"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,16 @@ def make_task(item: HistoryItem, place: Placement, view: str, fmt: str) -> Task:
     label = "wav" if transcode else native
     cache = f"{item.history_item_id}.{label}"
     return Task(item, audio_key, place.relpath(view, "sidecar"), item.to_json_bytes(), label, cache, transcode)
+
+
+def item_date(item: HistoryItem) -> datetime:
+    return datetime.fromtimestamp(item.date_unix, timezone.utc)
+
+
+def item_metadata(item: HistoryItem) -> dict[str, str]:
+    """The item's main fields as text (ObjectInfo.metadata); empty ones are left out."""
+    values = {name: getattr(item, attr, None) for name, attr in METADATA_FIELDS.items()}
+    return {name: str(v) for name, v in values.items() if v not in (None, "")}
 
 
 def is_current(task: Task, held: Mapping[str, Entry]) -> bool:

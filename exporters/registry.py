@@ -1,11 +1,11 @@
-"""Which exporter serves which URL scheme: built-ins plus third-party plugins, registered lazily.
+"""Which destination serves which URL scheme: built-ins plus third-party plugins, registered lazily.
 
-Exporters are registered as "module:Class" strings (fsspec style) and imported only when a
+Destinations are registered as "module:Class" strings (fsspec style) and imported only when a
 destination of their scheme is opened, so a broken plugin cannot break the others. Third-party
 plugins come from the entry-point group ``historyfs.exporters`` (name = scheme, value =
 "module:Class"). Nothing is ever silently overridden: ``register(..., clobber=False)`` refuses a
 taken scheme, and an entry point claiming a built-in scheme (or one already claimed) is skipped
-with a warning - built-ins win. A class is validated when loaded (an ``Exporter`` subclass, not
+with a warning - built-ins win. A class is validated when loaded (a ``Destination`` subclass, not
 abstract, with a ``scheme`` matching its registration); failures are a PluginError naming it.
 """
 
@@ -21,7 +21,8 @@ from types import MappingProxyType
 
 from historyfs.errors import ConfigError
 
-from .base import DestinationOptions, Exporter, PluginError
+from .base import Destination, DestinationOptions, PluginError
+from .exporter import Exporter
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +30,15 @@ ENTRY_POINT_GROUP = "historyfs.exporters"
 BUILTIN = "built-in"
 
 _BUILTINS = {
-    "file": "exporters.local:LocalExporter",
-    "s3": "exporters.s3:S3Exporter",
+    "file": "exporters.local:FolderDestination",
+    "s3": "exporters.s3:S3Destination",
 }
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*$")
 
 
 @dataclass(frozen=True, slots=True)
 class Registration:
-    """One scheme's exporter: where it comes from (``built-in``, a distribution name, or ``runtime``)."""
+    """One scheme's destination class: where it comes from (``built-in``, a distribution name, or ``runtime``)."""
 
     scheme: str
     target: str
@@ -46,14 +47,14 @@ class Registration:
 
 _lock = threading.Lock()  # guards _registry, _loaded, _entry_points_done
 _registry: dict[str, Registration] = {s: Registration(s, t, BUILTIN) for s, t in _BUILTINS.items()}
-_loaded: dict[str, type[Exporter]] = {}
+_loaded: dict[str, type[Destination]] = {}
 _entry_points_done = False
 
 #: Read-only view of what is registered (entry points are added on first use of the registry).
 registry = MappingProxyType(_registry)
 
 
-def register(scheme: str, target: str | type[Exporter], *, origin: str = "runtime", clobber: bool = False) -> None:
+def register(scheme: str, target: str | type[Destination], *, origin: str = "runtime", clobber: bool = False) -> None:
     """Register ``target`` ("module:Class" or a class) for ``scheme``; a taken scheme needs ``clobber``."""
     _check_scheme(scheme, origin)
     text = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
@@ -110,13 +111,13 @@ def _dist_name(ep: object) -> str:
 
 
 def available() -> list[Registration]:
-    """Every registered exporter (entry points included), sorted by scheme."""
+    """Every registered destination (entry points included), sorted by scheme."""
     load_entry_points()
     with _lock:
         return sorted(_registry.values(), key=lambda r: r.scheme)
 
 
-def get_exporter_class(scheme: str) -> type[Exporter]:
+def get_destination_class(scheme: str) -> type[Destination]:
     """The validated class serving ``scheme`` (imported on first use); ConfigError if none.
 
     Entry points are read only for a scheme that is not built in (built-ins win anyway)."""
@@ -148,10 +149,10 @@ def _import(reg: Registration) -> object:
     return obj
 
 
-def validate(scheme: str, obj: object, name: str) -> type[Exporter]:
-    """``obj`` if it is a usable Exporter class for ``scheme``; PluginError naming ``name`` otherwise."""
-    if not (inspect.isclass(obj) and issubclass(obj, Exporter)):
-        raise PluginError(f"exporter plugin {name!r} is not a subclass of exporters.Exporter")
+def validate(scheme: str, obj: object, name: str) -> type[Destination]:
+    """``obj`` if it is a usable Destination class for ``scheme``; PluginError naming ``name`` otherwise."""
+    if not (inspect.isclass(obj) and issubclass(obj, Destination)):
+        raise PluginError(f"exporter plugin {name!r} is not a subclass of exporters.Destination")
     if inspect.isabstract(obj):
         missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
         raise PluginError(f"exporter plugin {name!r} does not implement: {missing}")
@@ -179,6 +180,9 @@ def split_destination(dest: str) -> tuple[str, str]:
 
 
 def open_destination(dest: str, options: DestinationOptions | None = None) -> Exporter:
-    """An exporter for ``dest`` (constructed, not yet checked)."""
+    """An Exporter over the destination ``dest`` (its --dest-opt checked, constructed, not yet checked)."""
     scheme, url = split_destination(dest)
-    return get_exporter_class(scheme)(url, options)
+    cls = get_destination_class(scheme)
+    opts = options or DestinationOptions()
+    cls.check_options(url, opts.extra)
+    return Exporter(cls(url, opts))

@@ -35,7 +35,9 @@ from historyfs.errors import ConfigError, HistoryFSError
 from historyfs.layout import Layout
 from historyfs.models import HistoryItem
 
-from .base import DestinationOptions, Entry, Exporter
+from .base import DestinationOptions
+from .exporter import Exporter
+from .manifest import Entry
 from .guards import DEFAULT_MAX_DELETE, check_max_delete, check_names, delete_refusal
 from .plan import Plan, Task, make_plan, make_task
 from .progress import Progress, ProgressCallback
@@ -171,7 +173,10 @@ class Session:
 
     def run(self, tasks: Iterable[Task], *, delete: bool, progress: ProgressCallback | None = None, stop: threading.Event | None = None) -> ExportSummary:
         """Plan ``tasks`` against what is held, then print the plan (dry run) or transfer and delete."""
+        tasks = list(tasks)
         plan = make_plan(tasks, self.held, delete=delete)
+        if plan.uploads:
+            plan = self._recover(tasks, plan, delete=delete)
         summary = ExportSummary(selected=plan.selected, skipped=plan.up_to_date, dry_run=self.opts.dry_run)
         summary.refused = delete_refusal(plan.selected, len(plan.deletes), self.opts.max_delete)
         if self.opts.dry_run:
@@ -183,6 +188,16 @@ class Session:
         self._transfer(plan, progress, stop, summary)
         self._delete(plan, summary)
         return summary
+
+    def _recover(self, tasks: list[Task], plan: Plan, *, delete: bool) -> Plan:
+        """Objects a killed run stored but did not record are held after all when the store recorded
+        what they are (Exporter.recover): the plan is made again without them."""
+        recovered = self.exporter.recover([k for t in plan.uploads for k in (t.audio_key, t.sidecar_key)])
+        if not recovered:
+            return plan
+        log.info("%d objects stored by an interrupted run were recovered without uploading them again", len(recovered))
+        self.held.update(recovered)
+        return make_plan(tasks, self.held, delete=delete)
 
     def _select(self) -> list[Task]:
         """select_tasks; when it fails, a failure of the destination is reported instead (it is the one to fix first)."""

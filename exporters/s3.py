@@ -1,4 +1,4 @@
-"""S3Exporter: mirror into ``s3://bucket/prefix`` on AWS or any S3-compatible store, through boto3.
+"""S3Destination: mirror into ``s3://bucket/prefix`` on AWS or any S3-compatible store, through boto3.
 
 Every request goes through one botocore client (``s3_client``: how it is tuned), shared by all
 transfer threads. Each object carries user metadata x-amz-meta-historyfs-item-id, -format and,
@@ -11,7 +11,9 @@ multipart upload is atomic, so no partial object is ever visible; a stream that 
 cancelled (``abort``) aborts its upload, and ``prepare`` aborts the unfinished uploads a killed
 run left in the exporter's namespace (by-voice/, by-date/, the manifest), when its marker object
 says there may be some. A run reads the manifest (``check``: a bad bucket, credentials or
-endpoint fail there) and lists the prefix once; it never sends a HEAD per object.
+endpoint fail there) and lists the prefix once; it sends a HEAD only for an object present but
+missing from the manifest (a run killed before it saved it): its metadata says what it is
+(``describe``; an object streamed in parts has no sha256 there, so it is read back and hashed).
 """
 
 from __future__ import annotations
@@ -20,15 +22,17 @@ import base64
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from historyfs.errors import ConfigError, HistoryFSError
 
 from . import s3_client
-from .base import MANIFEST_KEY, Cancelled, DestinationError, DestinationOptions, Exporter, ObjectInfo
-from .bodies import file_chunks
+from .base import Cancelled, Chunks, Destination, DestinationError, DestinationOptions, ObjectInfo, Stored
+from .bodies import HashingChunks, file_chunks
+from .manifest import MANIFEST_KEY
 from .s3_client import BODY_ERRORS, ERRORS
 from .s3_multipart import PartPool, Upload, cut
 
@@ -52,6 +56,7 @@ MAX_PART, MULTIPART_OBJECTS = 16 * MIB, 4
 #: parts. A download is not held whole for that: its parts go out while it arrives.
 SINGLE_PUT_MAX = 64 * MIB
 READ_ATTEMPTS = 4  # reads of the manifest whose body is cut short
+DESCRIBE_JOBS = 8  # HEADs at once when objects a killed run left unrecorded are described
 _DELETE_BATCH = 1000  # the DeleteObjects maximum
 #: Written before a run's first multipart upload, removed when every one of them ended well. A run
 #: that finds it (one was killed or failed mid-upload) lists and aborts the unfinished uploads; a
@@ -81,19 +86,20 @@ def part_size(size: int, configured: int | None) -> int:
     return min(MAX_PART, max(MIN_PART, -(-want // MIB) * MIB))
 
 
-class S3Exporter(Exporter):
+class S3Destination(Destination):
     """A prefix of an S3 bucket."""
 
     scheme = "s3"
 
-    def __init__(self, url: str, options: DestinationOptions | None = None) -> None:
-        super().__init__(url, options)
+    def __init__(self, url: str, options: DestinationOptions) -> None:
+        self.options = options
+        self.stream_threshold = options.multipart_threshold
         self.bucket, self.prefix = parse_s3_url(url)
         self.endpoint_url = s3_client.endpoint_url(self.options)
         self._open_lock = threading.Lock()  # guards _client and _parts
         self._client: Any = None
         self._parts: PartPool | None = None
-        self._manifest_bytes: Any = _UNREAD  # what check() read, handed to the first _read of the manifest
+        self._manifest_bytes: Any = _UNREAD  # what check() read, handed to the first read of the manifest
         self._aborted = threading.Event()  # abort() was called: item uploads stop
         self._streams = threading.BoundedSemaphore(MULTIPART_OBJECTS)
         self._unfinished = _Unfinished(self)
@@ -120,20 +126,49 @@ class S3Exporter(Exporter):
         return s3_client.s3_error(exc, what, self.bucket, self.endpoint_url)
 
     # -- primitives ------------------------------------------------------------------
-    def _check(self) -> None:
+    def check(self) -> None:
         """Read the manifest: the first request a run needs anyway, and one that fails on a bad bucket."""
         self._manifest_bytes = self._read_retrying(MANIFEST_KEY)
 
-    def _scan(self) -> Mapping[str, int]:
+    def scan(self) -> list[Stored]:
         prefix = self._key("")
         try:
             sizes = {k[len(prefix) :]: n for k, n in s3_client.list_sizes(self.client(), self.bucket, prefix).items()}
         except ERRORS as exc:
             raise self._fail(exc, "listing") from None
         self._unfinished.found(sizes)
-        return sizes
+        return [Stored(k, n) for k, n in sizes.items()]
 
-    def _read(self, key: str) -> bytes | None:
+    def describe(self, keys: Sequence[str]) -> list[Stored]:
+        """What each object's metadata says it is (HEAD, a few at a time); an object without it is left out."""
+        with ThreadPoolExecutor(max_workers=DESCRIBE_JOBS, thread_name_prefix="s3-head") as pool:
+            return [s for s in pool.map(self._describe_one, keys) if s is not None]
+
+    def _describe_one(self, key: str) -> Stored | None:
+        try:
+            head = self.client().head_object(Bucket=self.bucket, Key=self._key(key))
+        except ERRORS as exc:
+            if s3_client.error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._fail(exc, f"HEAD of {key}") from None
+        meta, size = head.get("Metadata", {}), int(head["ContentLength"])
+        item_id, sha256 = meta.get(META_ITEM_ID), meta.get(META_SHA256) or None
+        if item_id and sha256 is None:
+            sha256 = self._hash_of(key)  # streamed in parts: its sha256 was not known when it started
+        return Stored(key, size, item_id, sha256, meta.get(META_FORMAT))
+
+    def _hash_of(self, key: str) -> str | None:
+        try:
+            body = self.client().get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            with body:
+                hashed = HashingChunks(body.iter_chunks(1024 * 1024))
+                for _ in hashed:
+                    pass
+            return hashed.sha256
+        except (*ERRORS, *BODY_ERRORS):
+            return None
+
+    def read(self, key: str) -> bytes | None:
         if key == MANIFEST_KEY and self._manifest_bytes is not _UNREAD:
             data, self._manifest_bytes = self._manifest_bytes, _UNREAD
             return data  # type: ignore[no-any-return]
@@ -161,7 +196,7 @@ class S3Exporter(Exporter):
                 return None
             raise self._fail(exc, f"read of {key}") from None
 
-    def _write(self, key: str, body: IO[bytes], info: ObjectInfo) -> None:
+    def write(self, key: str, body: IO[bytes], info: ObjectInfo) -> None:
         """Bytes in memory, a local file (a mount's cache) or the manifest: one PUT up to
         SINGLE_PUT_MAX, else (or with --multipart-chunk-size) parts read from the body as they go."""
         if info.size < self.options.multipart_threshold:
@@ -173,10 +208,7 @@ class S3Exporter(Exporter):
             else:
                 self._multipart(key, file_chunks(body, part_size(info.size, self.options.multipart_chunksize)), info)
 
-    def _stream_threshold(self) -> int | None:
-        return self.options.multipart_threshold
-
-    def _write_stream(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
+    def write_stream(self, key: str, chunks: Chunks, info: ObjectInfo) -> None:
         """A download past the threshold: parts go out while it arrives (the upload overlaps it)."""
         with self._streams:
             self._multipart(key, chunks, info)
@@ -234,7 +266,7 @@ class S3Exporter(Exporter):
             args["SSEKMSKeyId"] = o.sse_kms_key_id
         return args
 
-    def _remove(self, keys: Sequence[str]) -> None:
+    def remove(self, keys: Sequence[str]) -> None:
         for i in range(0, len(keys), _DELETE_BATCH):
             batch = [{"Key": self._key(k)} for k in keys[i : i + _DELETE_BATCH]]
             try:
@@ -245,7 +277,7 @@ class S3Exporter(Exporter):
             if errors:
                 raise DestinationError(f"S3 delete of {errors[0].get('Key')} failed: {errors[0].get('Code')}")
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
         """Abort the multipart uploads a killed run left, if its marker says there may be some."""
         self._unfinished.clean_up()
 
@@ -258,11 +290,11 @@ class S3Exporter(Exporter):
         except ERRORS as exc:
             raise self._fail(exc, "listing of unfinished uploads") from None
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
         """Stop every item upload at its next chunk or part; its multipart upload is aborted."""
         self._aborted.set()
 
-    def _release(self) -> None:
+    def close(self) -> None:
         self._unfinished.finish()
         with self._open_lock:
             client, parts, self._client, self._parts = self._client, self._parts, None, None
@@ -279,7 +311,7 @@ class _Unfinished:
     run waits for it, so that it is never mistaken for a stale one. A failed cleanup is a warning
     (such uploads only cost storage) and keeps the marker."""
 
-    def __init__(self, exporter: S3Exporter) -> None:
+    def __init__(self, exporter: S3Destination) -> None:
         self.exp = exporter
         self.seen = self.written = self.failed = False  # failed: one of ours may be left open
         self.cleaned = False  # a cleanup ran to the end

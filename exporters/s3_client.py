@@ -1,4 +1,4 @@
-"""How S3Exporter talks to S3: ONE botocore client per destination, shared by every transfer thread
+"""How S3Destination talks to S3: ONE botocore client per destination, shared by every transfer thread
 (botocore clients are thread-safe), configured from DestinationOptions; S3 failures as one line.
 
 boto3 is imported by this module, which only an S3 destination imports (a folder or plugin run

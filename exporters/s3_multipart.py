@@ -9,7 +9,7 @@ of the exporter (``upload_part`` with a ``bytes`` body, which botocore sends wit
 at once, so memory is bounded by the exporter's count of concurrent large objects. The object
 becomes visible only when CompleteMultipartUpload is sent, after the whole body arrived and
 every part succeeded; a failure or a cancel aborts the upload (a killed process leaves it to
-the next run: see ``S3Exporter.prepare``).
+the next run: see ``S3Destination.prepare``).
 """
 
 from __future__ import annotations

@@ -27,8 +27,10 @@ from typing import IO, TYPE_CHECKING
 
 from historyfs.errors import HistoryFSError, TruncatedBody
 
-from .base import Cancelled, Entry, Exporter, ItemUpload
-from .plan import Task
+from .base import Cancelled, ItemUpload
+from .exporter import Exporter
+from .manifest import Entry
+from .plan import Task, item_date, item_metadata
 from .progress import Progress
 
 if TYPE_CHECKING:
@@ -99,7 +101,9 @@ class Mover:
         if self.cancel.is_set():
             raise Cancelled("transfer cancelled")
         with self._source(task) as (audio, content_type, size):
-            upload = ItemUpload(task.item.history_item_id, task.audio_key, task.sidecar_key, audio, task.sidecar, content_type, task.format, self.cancel, size)
+            item = task.item
+            upload = ItemUpload(item.history_item_id, task.audio_key, task.sidecar_key, audio, task.sidecar, content_type, task.format, self.cancel, size,
+                                item_date(item), item_metadata(item))
             entries = self.exporter.put_item(upload)
         if isinstance(audio, io.IOBase):
             self.progress.add_bytes(entries[0].size)

@@ -78,6 +78,11 @@ def _watch_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected SECONDS, not {text!r} (write DEST before --watch)") from None
 
 
+EXPORT_EPILOG = """destinations: s3://bucket/prefix, file:///path or a folder, any scheme an installed plugin serves
+(`historyfs exporters`), and with `pip install 'historyfs[fsspec]'` any filesystem fsspec knows (sftp://, ftp://,
+gcs://, az://, webdav://...). Writing a destination plugin: docs/PLUGINS.md."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="historyfs",
@@ -147,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     _log_options(f)
 
     # -- export --------------------------------------------------------------------------
-    e = sub.add_parser("export", help="mirror a selection of your history to S3 or a folder", description="Mirror a selection of the history to DEST (s3://bucket/prefix, file:///path or a folder).")
+    e = sub.add_parser("export", help="mirror a selection of your history to S3, a folder or a plugin's destination",
+                       description="Mirror a selection of the history to DEST (s3://bucket/prefix, file:///path or a folder).", epilog=EXPORT_EPILOG)
     e.add_argument("dest", metavar="DEST")
     _api_options(e)
     e.add_argument("--voice", action="append", default=[], metavar="NAME_OR_ID", help="only this voice (name or id; repeatable)")
@@ -180,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     s3.add_argument("--sse-kms-key-id", metavar="KEY_ID")
     s3.add_argument("--checksum-mode", choices=("when_supported", "when_required"), help="boto3 request checksums (when_required for many S3-compatible stores)")
     s3.add_argument("--multipart-chunk-size", metavar="SIZE", help="multipart threshold and part size (default 8M; at least 5M)")
+    e.add_argument("--dest-opt", action="append", default=[], metavar="KEY=VALUE", help="an option of the destination's plugin (repeatable; `historyfs exporters` lists the plugins)")
     _log_options(e)
 
     x = sub.add_parser("exporters", help="list installed exporter plugins", description="List installed exporter plugins.")

@@ -1,4 +1,4 @@
-"""The exporter contract for the third-party test plugin (memory://), loaded through its entry point."""
+"""The destination contract for the third-party test plugin (memory://), loaded through its entry point."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from exporters import Exporter, open_destination
-from tests.contract.contract import ExporterContract
+from exporters import Destination, DestinationOptions, get_destination_class
+from exporters.testing import DestinationContract
 from tests.plugins.install import InstalledPlugin
 
 _names = itertools.count(1)
@@ -17,8 +17,8 @@ class MemoryHarness:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def open(self) -> Exporter:
-        return open_destination(f"memory://{self.name}")
+    def open(self) -> Destination:
+        return get_destination_class("memory")(f"memory://{self.name}", DestinationOptions())
 
     def _store(self) -> dict[str, tuple[bytes, object]]:
         import historyfs_testplugin  # type: ignore[import-not-found]
@@ -33,7 +33,7 @@ class MemoryHarness:
         self._store()[key] = (data, None)
 
 
-class TestPluginExporter(ExporterContract):
+class TestPluginDestination(DestinationContract):
     @pytest.fixture
     def harness(self, testplugin: InstalledPlugin) -> MemoryHarness:  # noqa: F811
         return MemoryHarness(f"contract-{next(_names)}")

@@ -1,4 +1,4 @@
-"""The exporter contract for S3Exporter against a real S3 server (moto, loopback)."""
+"""The destination contract for S3Destination against a real S3 server (moto, loopback)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 
 from exporters import DestinationOptions, Exporter
-from exporters.s3 import S3Exporter
+from exporters.s3 import S3Destination
+from exporters.testing import DestinationContract, upload
 from tests.fixtures.s3 import S3Server
-
-from .contract import ExporterContract, upload
 
 pytestmark = pytest.mark.s3
 PREFIX = "exports/mine"
@@ -20,8 +19,8 @@ class S3Harness:
     def __init__(self, client: Any, bucket: str, endpoint: str) -> None:
         self.client, self.bucket, self.endpoint = client, bucket, endpoint
 
-    def open(self) -> Exporter:
-        return S3Exporter(f"s3://{self.bucket}/{PREFIX}/", DestinationOptions(endpoint_url=self.endpoint))
+    def open(self) -> S3Destination:
+        return S3Destination(f"s3://{self.bucket}/{PREFIX}/", DestinationOptions(endpoint_url=self.endpoint))
 
     def read(self, key: str) -> bytes | None:
         try:
@@ -33,7 +32,7 @@ class S3Harness:
         self.client.put_object(Bucket=self.bucket, Key=f"{PREFIX}/{key}", Body=data)
 
 
-class TestS3Exporter(ExporterContract):
+class TestS3Destination(DestinationContract):
     @pytest.fixture
     def harness(self, s3_client: Any, s3_bucket: str, s3_env: S3Server) -> S3Harness:
         return S3Harness(s3_client, s3_bucket, s3_env.endpoint_url)
@@ -41,7 +40,7 @@ class TestS3Exporter(ExporterContract):
 
 def test_objects_carry_historyfs_metadata(s3_client: Any, s3_bucket: str, s3_env: S3Server) -> None:
     harness = S3Harness(s3_client, s3_bucket, s3_env.endpoint_url)
-    exp = harness.open()
+    exp = Exporter(harness.open())
     try:
         up = upload("itemAAAAAAAAAAAAAAAA")
         exp.put_item(up)
@@ -55,7 +54,7 @@ def test_objects_carry_historyfs_metadata(s3_client: Any, s3_bucket: str, s3_env
 
 def test_nothing_is_written_outside_the_prefix(s3_client: Any, s3_bucket: str, s3_env: S3Server) -> None:
     s3_client.put_object(Bucket=s3_bucket, Key="exports/other/keep.mp3", Body=b"not ours")
-    exp = S3Harness(s3_client, s3_bucket, s3_env.endpoint_url).open()
+    exp = Exporter(S3Harness(s3_client, s3_bucket, s3_env.endpoint_url).open())
     try:
         exp.put_item(upload("itemAAAAAAAAAAAAAAAA"))
     finally:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from exporters import PluginError, get_exporter_class, registry
-from exporters.s3 import S3Exporter
+from exporters import PluginError, get_destination_class, registry
+from exporters.s3 import S3Destination
 from tests.integration.test_export_cli import TZ, Tenant, api_server, cli, expected_files, tenant  # noqa: F401 - fixtures
 from tests.plugins.install import InstalledPlugin
 
@@ -24,8 +24,8 @@ def test_exporters_lists_built_ins_and_the_plugin(testplugin: InstalledPlugin) -
     r = subprocess.run([sys.executable, "-m", "historyfs", "exporters", "--json"], env=testplugin.env(), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     listed = {e["scheme"]: e for e in json.loads(r.stdout)}
-    assert listed["memory"] == {"scheme": "memory", "plugin": "historyfs_testplugin:MemoryExporter", "origin": "historyfs-testplugin"}
-    assert listed["s3"] == {"scheme": "s3", "plugin": "exporters.s3:S3Exporter", "origin": "built-in"}
+    assert listed["memory"] == {"scheme": "memory", "plugin": "historyfs_testplugin:MemoryDestination", "origin": "historyfs-testplugin"}
+    assert listed["s3"] == {"scheme": "s3", "plugin": "exporters.s3:S3Destination", "origin": "built-in"}
     assert listed["file"]["origin"] == "built-in"
     assert "claims scheme 's3'" in r.stderr and "refused" in r.stderr
 
@@ -39,13 +39,13 @@ def test_exporters_plain_text_without_plugins() -> None:
 def test_a_plugin_cannot_take_over_a_built_in(testplugin: InstalledPlugin, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     with caplog.at_level(logging.WARNING, logger="exporters.registry"):
         registry.load_entry_points(refresh=True)
-    assert get_exporter_class("s3") is S3Exporter
+    assert get_destination_class("s3") is S3Destination
     assert any("HijackS3" in rec.getMessage() and "refused" in rec.getMessage() for rec in caplog.records)
 
 
 def test_an_invalid_plugin_is_named_when_used(testplugin: InstalledPlugin, cli: Any, tenant: Tenant, tmp_path: Any) -> None:  # noqa: F811
-    with pytest.raises(PluginError, match="'historyfs_testplugin:NotAnExporter' is not a subclass"):
-        get_exporter_class("broken")
+    with pytest.raises(PluginError, match="'historyfs_testplugin:NotAnExporter' is not a subclass of exporters.Destination"):
+        get_destination_class("broken")
     r = cli("export", "broken://anything")
     assert r.code == 1 and "NotAnExporter" in r.err and len(r.err.strip().splitlines()) == 1
 

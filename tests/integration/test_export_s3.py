@@ -299,8 +299,8 @@ def test_sse_kms_key_needs_kms(tenant: Tenant, cli: Any, s3_env: S3Server, s3_bu
 
 def test_abort_cancels_an_in_flight_multipart_upload(s3_env: S3Server, s3_client: Any, s3_bucket: str) -> None:
     """A large item streaming in parts when abort() comes: its upload is aborted, nothing is visible."""
-    from exporters import DestinationOptions, ItemUpload
-    from exporters.s3 import S3Exporter
+    from exporters import DestinationOptions, Exporter, ItemUpload
+    from exporters.s3 import S3Destination
 
     mib = 1024 * 1024
     released = threading.Event()
@@ -312,7 +312,7 @@ def test_abort_cancels_an_in_flight_multipart_upload(s3_env: S3Server, s3_client
             yield b"\x01" * (64 * 1024)
 
     opts = DestinationOptions(endpoint_url=s3_env.endpoint_url, multipart_threshold=5 * mib, multipart_chunksize=5 * mib)
-    exp = S3Exporter(f"s3://{s3_bucket}/{PREFIX}", opts)
+    exp = Exporter(S3Destination(f"s3://{s3_bucket}/{PREFIX}", opts))
     up = ItemUpload("itemAAAAAAAAAAAAAAAA", "by-voice/V/2026-11/2026-11-01/big.mp3", "by-voice/V/2026-11/2026-11-01/big.json", download(), b"{}", "audio/mpeg", "mp3")
     errors: list[BaseException] = []
 

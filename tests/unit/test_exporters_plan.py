@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from exporters.base import Entry
+from exporters.manifest import Entry
 from exporters.plan import make_plan, make_task
 from historyfs.layout import Layout
 from historyfs.models import HistoryItem

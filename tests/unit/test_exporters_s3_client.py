@@ -65,7 +65,7 @@ def test_payloads_are_signed_over_plain_http_to_another_host() -> None:
 
 @pytest.mark.parametrize("mode", [None, "when_supported", "when_required"])
 def test_botocore_adds_no_checksum_of_its_own(mode: str | None) -> None:
-    """The exporter adds the SHA-256 it has (see S3Exporter._put); botocore computes nothing more."""
+    """The exporter adds the SHA-256 it has (see S3Destination._put); botocore computes nothing more."""
     assert not [h for h in sent_headers("http://127.0.0.1:9000", mode) if h.startswith("x-amz-checksum") or h == "content-md5"]
 
 

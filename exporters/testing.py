@@ -1,9 +1,26 @@
-"""ExporterContract: the behaviour every exporter must have, as a mixin test class.
+"""The destination contract suite, shipped for plugin authors (as fsspec ships its abstract tests).
 
-An exporter's contract test is a subclass that provides one fixture, ``harness``, returning an
-object with: ``open() -> Exporter`` (a new exporter on the same, initially empty destination),
-``read(key) -> bytes | None`` (the stored object, read directly from the storage, not through
-the exporter) and ``write_foreign(key, data)`` (store an object behind the exporter's back).
+Every destination - the built-ins and any plugin - must pass it. It needs pytest. Use it from a
+plugin's own tests by subclassing the mixin and giving it one fixture, ``harness``::
+
+    import pytest
+    from exporters.testing import DestinationContract
+
+    class TestMyDestination(DestinationContract):
+        @pytest.fixture
+        def harness(self, tmp_path):
+            return MyHarness(tmp_path)   # a fresh, empty destination for each test
+
+The harness (``Harness`` below) opens new destination objects on ONE storage, initially empty,
+and reads and writes that storage directly, behind the destination's back:
+
+    harness.open() -> Destination                 # a new object on the same storage (as a new run would make)
+    harness.read(key) -> bytes | None             # the object stored under key, None if absent
+    harness.write_foreign(key, data) -> None      # store an object as another program would
+    harness.recovers: bool = True                 # optional: False if the destination records nothing per
+                                                  # object (scan/describe give no item id and sha256)
+
+Each test wraps ``harness.open()`` in ``exporters.Exporter`` as a run does. docs/PLUGINS.md tells more.
 """
 
 from __future__ import annotations
@@ -11,18 +28,24 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Protocol
 
 import pytest
 
-from exporters import Cancelled, DestinationError, Entry, Exporter, ItemUpload, get_exporter_class
-from exporters.base import MANIFEST_KEY
+from .base import Cancelled, Destination, DestinationError, ItemUpload
+from .exporter import Exporter
+from .manifest import MANIFEST_KEY, Entry
+
+__all__ = ["DestinationContract", "Harness", "audio_of", "failing_chunks", "upload"]
 
 ODD_KEY = "by-voice/Zoë ／ x/2026-11/2026-11-23/14-03-27 Hi: it's [ab] é #1 %20.mp3"
 
 
 class Harness(Protocol):
-    def open(self) -> Exporter: ...
+    """What a destination's test provides (see the module docstring)."""
+
+    def open(self) -> Destination: ...
     def read(self, key: str) -> bytes | None: ...
     def write_foreign(self, key: str, data: bytes) -> None: ...
 
@@ -33,13 +56,17 @@ def audio_of(item_id: str, size: int = 3000) -> bytes:
     return (seed * (size // len(seed) + 1))[:size]
 
 
+DATE = datetime(2026, 11, 23, 14, 3, 27, tzinfo=timezone.utc)
+
+
 def upload(item_id: str, audio: bytes | None = None, *, key: str | None = None, chunk: int = 1000, fmt: str = "mp3") -> ItemUpload:
+    """An item as the runner would hand it over: its audio in ``chunk``-byte chunks, a small sidecar, a date and metadata."""
     data = audio_of(item_id) if audio is None else audio
     base = key or f"by-voice/Rachel/2026-11/2026-11-23/14-03-27 Hello [{item_id[:8]}].mp3"
     stem = base.rsplit(".", 1)[0]
     chunks = [data[i : i + chunk] for i in range(0, len(data), chunk)]
     sidecar = f'{{"history_item_id": "{item_id}"}}\n'.encode()
-    return ItemUpload(item_id, base, stem + ".json", chunks, sidecar, "audio/mpeg", fmt)
+    return ItemUpload(item_id, base, stem + ".json", chunks, sidecar, "audio/mpeg", fmt, date=DATE, metadata={"voice": "Rachel", "text": "Hello"})
 
 
 def failing_chunks(good: int) -> Iterator[bytes]:
@@ -48,20 +75,25 @@ def failing_chunks(good: int) -> Iterator[bytes]:
     raise OSError("stream broke")
 
 
-class ExporterContract:
-    """Mixin: subclass it with a ``harness`` fixture; every test must pass for every exporter."""
+def reopen(harness: Harness) -> Exporter:
+    """A new Exporter over a new destination object on the harness's storage (as the next run)."""
+    return Exporter(harness.open())
+
+
+class DestinationContract:
+    """Mixin: subclass it with a ``harness`` fixture; every test must pass for every destination."""
 
     @pytest.fixture
     def exporter(self, harness: Harness) -> Iterator[Exporter]:
-        exp = harness.open()
+        exp = reopen(harness)
         try:
             yield exp
         finally:
             exp.close()
 
-    def test_scheme_is_registered_for_its_class(self, exporter: Exporter) -> None:
-        assert isinstance(type(exporter).scheme, str) and type(exporter).scheme
-        assert get_exporter_class(type(exporter).scheme) is type(exporter)
+    def test_declares_a_scheme(self, exporter: Exporter) -> None:
+        scheme = type(exporter.destination).scheme
+        assert isinstance(scheme, str) and scheme and scheme == scheme.lower()
 
     def test_fresh_destination_holds_nothing(self, exporter: Exporter) -> None:
         exporter.check()
@@ -87,7 +119,7 @@ class ExporterContract:
         exporter.put_item(up)
         before = exporter.listing()
         exporter.close()
-        again = harness.open()
+        again = reopen(harness)
         try:
             assert again.listing() == before
             assert set(before) == {up.audio_key, up.sidecar_key}
@@ -164,7 +196,7 @@ class ExporterContract:
         assert harness.read(drop.audio_key) is None and harness.read(drop.sidecar_key) is None
         assert set(exporter.listing()) == {keep.audio_key, keep.sidecar_key}
         exporter.close()
-        again = harness.open()
+        again = reopen(harness)
         try:
             assert set(again.listing()) == {keep.audio_key, keep.sidecar_key}
         finally:
@@ -210,8 +242,52 @@ class ExporterContract:
         exporter.close(persist=False)
         exporter.close()  # a second close is a no-op
         assert harness.read(MANIFEST_KEY) is None
-        again = harness.open()
+        again = reopen(harness)
         try:
             assert again.listing() == {}
+        finally:
+            again.close()
+
+    def test_a_run_killed_before_saving_its_manifest_is_recovered(self, harness: Harness, exporter: Exporter) -> None:
+        """Objects stored but never recorded (the manifest was not saved) are held again from what
+        the destination recorded with them, with the same item id, sha256, size and format."""
+        if not getattr(harness, "recovers", True):
+            pytest.skip("this destination records nothing per object (harness.recovers is False)")
+        ups = [upload("itemPPPPPPPPPPPPPPPP"), upload("itemQQQQQQQQQQQQQQQQ", audio_of("itemQQQQQQQQQQQQQQQQ", 9 * 1024 * 1024 + 3), chunk=64 * 1024)]
+        exporter.prepare()
+        written = {}
+        for up in ups:
+            audio, sidecar = exporter.put_item(up)
+            written.update({up.audio_key: audio, up.sidecar_key: sidecar})
+        exporter.close(persist=False)
+        assert harness.read(MANIFEST_KEY) is None
+        again = reopen(harness)
+        try:
+            assert again.listing() == {}
+            keys = [*written, "by-voice/never/written.mp3"]
+            assert again.recover(keys) == written
+            assert again.listing() == written  # recorded from now on
+        finally:
+            again.close()
+
+    def test_foreign_objects_are_not_recovered(self, harness: Harness, exporter: Exporter) -> None:
+        harness.write_foreign("by-voice/notes.mp3", b"not ours")
+        assert exporter.listing() == {}
+        assert exporter.recover(["by-voice/notes.mp3"]) == {}
+        with pytest.raises(DestinationError, match="not written by historyfs"):
+            exporter.delete(["by-voice/notes.mp3"])
+
+    def test_an_object_changed_behind_its_back_is_not_recovered(self, harness: Harness, exporter: Exporter) -> None:
+        """Even at the same size: what the destination recorded no longer describes it."""
+        if not getattr(harness, "recovers", True):
+            pytest.skip("this destination records nothing per object (harness.recovers is False)")
+        up = upload("itemRRRRRRRRRRRRRRRR")
+        exporter.prepare()
+        exporter.put_item(up)
+        exporter.close(persist=False)
+        harness.write_foreign(up.audio_key, audio_of("itemRRRRRRRRRRRRRRRR")[::-1])
+        again = reopen(harness)
+        try:
+            assert set(again.recover([up.audio_key, up.sidecar_key])) == {up.sidecar_key}
         finally:
             again.close()
