@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import HistoryFSError
+from .layout import RECENT_DEFAULT
 
 log = logging.getLogger("historyfs")
 
@@ -59,6 +60,13 @@ def _concurrency(text: str) -> int:
     return int(text)
 
 
+def _count(text: str) -> int:
+    """A whole number >= 0 (argparse turns the error into one line)."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, not {text!r}")
+    return int(text)
+
+
 def _concurrency_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-concurrency", metavar="N", type=_concurrency, help="never more than N API requests in flight (default: learned from the API; set it when other programs share the key)")
 
@@ -97,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--gid", type=int, help="group of every file (default: yours)")
     m.add_argument("--umask", metavar="OCTAL", help="permission bits to clear, octal (default 022)")
     m.add_argument("--sizes", choices=("exact", "lazy"), default="exact", help="exact (default): a stat of a clip never opened learns its size first (a length probe, or the download); lazy: such clips show size 0 until opened (no download for `ls -l`, but tar, rclone and file managers then see empty files)")
+    m.add_argument("--views", metavar="LIST", default="all", help="views to show, comma-separated: by-date, by-model, by-voice, recent, search (default all)")
+    m.add_argument("--recent", metavar="N", type=_count, default=RECENT_DEFAULT, help=f"clips in recent/, newest first (default {RECENT_DEFAULT}; 0 turns recent/ off)")
     m.add_argument("--xattrs", action="store_true", help="expose user.historyfs.* extended attributes (voice, model, text...; makes `ls -l` about twice as slow; the .json sidecars always have it all)")
     m.add_argument("--foreground", "-f", action="store_true", help="stay in front until unmounted or interrupted")
     m.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPT[,OPT...]", help="raw FUSE mount options")
