@@ -237,16 +237,18 @@ def _flat_counters(pending: list[_Pending], stems: list[str], voice_dirs: dict[s
     """Each item's flat-name counter: 0, except for an item whose flat name equals (ignoring case) an
     older item's. Only items of one second can collide (a flat name starts with its date and time)."""
     counters = [0] * len(pending)
-    second: dict[tuple[str, str], list[int]] = {}
+    first: dict[tuple[str, str], int] = {}  # (day, time) -> the first item of that second
+    shared: dict[tuple[str, str], list[int]] = {}  # seconds of several items -> those items
     for i, p in enumerate(pending):
-        second.setdefault((p.day, p.clock), []).append(i)
+        key = (p.day, p.clock)
+        if (j := first.setdefault(key, i)) != i:
+            shared.setdefault(key, [j]).append(i)
 
     def namer(i: int, counter: int) -> str:
         return flat_stem(pending[i].day, stems[i], voice_dirs[pending[i].voice_key], counter)
 
-    for members in second.values():
-        if len(members) > 1:
-            _count_clashes(members, namer, counters)
+    for members in shared.values():
+        _count_clashes(members, namer, counters)
     return counters
 
 
