@@ -32,6 +32,10 @@ _prefer_libfuse3()
 import mfusepy  # noqa: E402  (reads FUSE_LIBRARY_PATH when imported)
 
 FUSE_MAJOR: int = mfusepy.fuse_version_major
+FUSE_MINOR: int = mfusepy.fuse_version_minor
+#: libfuse 3.16 passes an opendir's cache_readdir and keep_cache to the kernel (3.14 drops them), so
+#: the kernel can keep a folder's listing between two `ls` and ask the mount nothing.
+CACHES_LISTINGS = (FUSE_MAJOR, FUSE_MINOR) >= (3, 16)
 LIBRARY: str = str(mfusepy._libfuse._name)
 FuseOSError = mfusepy.FuseOSError
 Operations = mfusepy.Operations
@@ -91,7 +95,15 @@ def _fill(st: Any, attrs: dict[str, int]) -> None:
 
 
 class FUSE(mfusepy.FUSE):
-    """mfusepy's runner with a readdir that carries attributes (``operations.readdir_page``)."""
+    """mfusepy's runner with a readdir that carries attributes (``operations.readdir_page``), and
+    an opendir that lets the kernel keep listings (``CACHES_LISTINGS``; the mount tells it of changes)."""
+
+    def opendir(self, path: bytes, fip: Any) -> int:
+        fi = fip.contents
+        fi.fh = self.operations.opendir(path.decode(self.encoding, self.errors))
+        if CACHES_LISTINGS:
+            fi.cache_readdir = fi.keep_cache = 1
+        return 0
 
     def _entries(self, path: bytes | None, offset: int) -> Iterable[Entry]:
         decoded = None if path is None else path.decode(self.encoding, self.errors)

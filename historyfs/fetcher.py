@@ -113,6 +113,7 @@ class Fetcher:
         self._idle = threading.Condition(self._lock)  # notified when a download ends
         self._inflight: dict[str, Download] = {}  # guarded by _lock
         self._queued: set[str] = set()  # background jobs not started yet; guarded by _lock
+        self._probing: dict[str, threading.Event] = {}  # length probes in flight, set when done; guarded by _lock
         self._demand: ThreadPoolExecutor | None = None
         self._background: ThreadPoolExecutor | None = None
 
@@ -230,10 +231,21 @@ class Fetcher:
             log.info("could not learn the size of %s: %s", job.key, exc)
 
     def _probe(self, job: Fetch, *, background: bool = False) -> int | None:
-        """The length without the body, if the API offers that (native audio only), else None."""
+        """The length without the body, if the API offers that (native audio only), else None.
+
+        One probe per key at a time: a stat and the folder's scout asking together share it.
+        """
         probe = getattr(self.source, "audio_length", None)
         if probe is None or job.fmt is not None:
             return None
+        with self._lock:
+            gate = self._probing.get(job.key)
+            mine = gate is None
+            if mine:
+                gate = self._probing[job.key] = threading.Event()
+        if not mine:
+            gate.wait(self.deadline)
+            return self.sizes.size(job.key)
         try:
             size = probe(job.item_id, background=background)
         except NotFound:
@@ -241,6 +253,10 @@ class Fetcher:
         except Unavailable as exc:
             log.info("length probe of %s failed (%s): downloading instead", job.key, exc)
             return None
+        finally:
+            with self._lock:
+                self._probing.pop(job.key, None)
+            gate.set()
         if size is not None:
             self._remember_size(job.key, int(size))
             self.counters.add("size_probes")

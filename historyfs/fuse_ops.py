@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from cachetools import LRUCache
 
-from .binding import CAP_AUTO_INVAL_DATA, FuseOSError, Kernel, Operations
+from .binding import CACHES_LISTINGS, CAP_AUTO_INVAL_DATA, FuseOSError, Kernel, Operations
 from .core import Attr, HistoryFS
 from .errors import AuthError, HistoryFSError, NotFound, Unavailable
 from .stats import Counters
@@ -49,7 +49,8 @@ _FILE = {"st_mode": stat.S_IFREG, "st_ino": 0xFFFFFFFF}
 #: reach Python (libfuse answers opendir/releasedir itself; for the others the kernel's first ENOSYS
 #: means "always succeed" and it stops sending them). ``access`` too: the kernel checks permissions
 #: itself from the modes (``default_permissions``), so `test -x` is false on 0444 files.
-_CONSTANT_OPS = ("access", "flush", "fsync", "fsyncdir", "opendir", "releasedir", "ioctl", "readlink")
+_CONSTANT_OPS = ("access", "flush", "fsync", "fsyncdir", "releasedir", "ioctl", "readlink") + (
+    () if CACHES_LISTINGS else ("opendir",))  # with libfuse >= 3.16 opendir asks the kernel to keep listings
 #: Registered only with --xattrs.
 _XATTR_OPS = ("getxattr",)
 #: Folders whose listing is kept between the pages of one `readdir` (a page holds ~20-100 entries).
@@ -170,6 +171,18 @@ def stat_dict(a: Attr) -> dict[str, int]:
             "st_blksize": 65536}
 
 
+def _listed(a: Attr | None) -> dict[str, int]:
+    """What a listing says of an entry: full attributes for a file whose size is known, else its type.
+
+    Folders go without attributes (one lookup each, then cached) so that their d_ino is libfuse's
+    "unknown": GNU `cp -r` visits a folder's entries in d_ino order, and with hashed numbers it would
+    walk the tree in an order the read-ahead cannot follow. Files keep their inode (hard-link checks).
+    """
+    if a is None:
+        return _FILE
+    return _DIR if stat.S_ISDIR(a.mode) else stat_dict(a)
+
+
 def _fh(fi: Any) -> int | None:
     """The handle number from a raw fuse_file_info (None for a NULL pointer or no struct)."""
     return int(fi.fh) if fi else None
@@ -185,7 +198,7 @@ class FuseOps(Operations):  # type: ignore[misc]
         self.fs, self._on_init, self._on_destroy = fs, on_init, on_destroy
         self.counters = counters if counters is not None else Counters()  # calls by operation
         self.kernel = Kernel()
-        self._listings: LRUCache[str, list[tuple[str, dict[str, int] | None]]] = LRUCache(LISTINGS_KEPT)
+        self._listings: LRUCache[str, list[tuple[str, dict[str, int]]]] = LRUCache(LISTINGS_KEPT)
         self._listings_lock = threading.Lock()
         for name in _CONSTANT_OPS + (() if fs.opts.xattrs else _XATTR_OPS):
             setattr(self, name, None)  # mfusepy registers only what getattr(ops, name) finds
@@ -208,23 +221,27 @@ class FuseOps(Operations):  # type: ignore[misc]
     def getattr(self, path: str, fh: Any = None) -> dict[str, int]:
         return stat_dict(self.fs.getattr(path, _fh(fh)))
 
+    def opendir(self, path: str) -> int:
+        """Registered only where the kernel can keep listings (see ``binding.FUSE.opendir``)."""
+        self.counters.add("opendir")
+        return 0
+
     @fuse_errors
     def readdir(self, path: str, fh: Any) -> list[str]:
         """Names only (mfusepy's plain form; the binding calls ``readdir_page``)."""
         return self.fs.readdir(path)
 
     @fuse_errors
-    def readdir_page(self, path: str, offset: int) -> list[tuple[str, dict[str, int] | None, int]]:
+    def readdir_page(self, path: str, offset: int) -> list[tuple[str, dict[str, int], int]]:
         """The entries from ``offset`` on, each with the offset of the next: the listing is made at
         offset 0 and kept for the next pages of the same folder."""
         with self._listings_lock:
             listing = self._listings.get(path) if offset else None
         if listing is None:
-            listing = [(name, _DIR if name == ".." else (stat_dict(a) if a is not None else None))
-                       for name, a in self.fs.entries(path)]
+            listing = [(name, _listed(a)) for name, a in self.fs.entries(path)]
             with self._listings_lock:
                 self._listings[path] = listing
-        return [(name, attrs or _FILE, i + 1) for i, (name, attrs) in enumerate(listing) if i >= offset]
+        return [(name, attrs, i + 1) for i, (name, attrs) in enumerate(listing) if i >= offset]
 
     @fuse_errors
     def open(self, path: str, fi: Any) -> int:

@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,20 +340,18 @@ def fuse_kwargs(s: MountSettings, major: int = 3) -> dict[str, object]:
 READ_AHEAD_KB = 1024
 
 
-def raise_read_ahead(mountpoint: Path, kb: int = READ_AHEAD_KB, wait: float = 5.0) -> bool:
+def raise_read_ahead(mountpoint: Path, kb: int = READ_AHEAD_KB) -> bool:
     """Best effort: let the kernel read ahead ``kb`` KiB on the mount (sysfs; needs root). True if set.
 
     The kernel offers FUSE its default read-ahead (128 KiB) and a filesystem can only lower it;
-    the mount's backing device in /sys/class/bdi can raise it, as rclone's docs advise. Run it
-    off FUSE init: the mount shows in /proc/self/mountinfo only once init has answered.
+    the mount's backing device in /sys/class/bdi can raise it, as rclone's docs advise. Never
+    from FUSE init itself: the stat here waits until init has been answered (the kernel applies
+    its own limit then), which is also what makes the value stick.
     """
-    device, until = _device_of(mountpoint), time.monotonic() + wait
-    while device is None and time.monotonic() < until:
-        time.sleep(0.05)
-        device = _device_of(mountpoint)
-    knob = Path(f"/sys/class/bdi/{device}/read_ahead_kb")
     try:
-        if device is None or int(knob.read_text()) >= kb:
+        dev = os.stat(mountpoint).st_dev
+        knob = Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb")
+        if int(knob.read_text()) >= kb:
             return False
         knob.write_text(str(kb))
         return True
@@ -364,26 +361,9 @@ def raise_read_ahead(mountpoint: Path, kb: int = READ_AHEAD_KB, wait: float = 5.
 
 
 def _when_mounted(mountpoint: Path, on_ready: Callable[[], None]) -> None:
-    """After FUSE init: raise the read-ahead (the mount must be visible first), then say ready."""
+    """After FUSE init (on its own thread): raise the read-ahead, then say ready."""
     raise_read_ahead(mountpoint)
     on_ready()
-
-
-def _device_of(mountpoint: Path) -> str | None:
-    """"MAJOR:MINOR" of the filesystem mounted at ``mountpoint`` (from /proc/self/mountinfo).
-
-    Never touches the mount itself: called during FUSE init, a stat of it would wait for init.
-    """
-    target = os.path.join(os.path.realpath(mountpoint.parent), mountpoint.name)
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        fields = line.split()
-        if len(fields) > 4 and fields[4].replace("\\040", " ") == target:
-            return fields[2]
-    return None
 
 
 def serve(s: MountSettings, on_ready: Callable[[], None], runtime: Runtime | None = None) -> None:

@@ -28,26 +28,29 @@ SCOUT_TTL = 60.0
 class ReadAhead:
     """Prefetches ahead of sequential readers.
 
-    A reader's stream is keyed by the item it is expected to open next. Opening that item doubles
-    the stream's window (2, 4, ... MAX_WINDOW) and queues that many successors; opening anything
-    else starts a new stream with no prefetch, so random access costs nothing extra.
+    A reader's stream is known by the items it is expected to open next (its window: the items
+    that follow the last one it opened, in the order a recursive walk visits them). Opening any
+    of them doubles the window (2, 4, ... MAX_WINDOW) and queues that many successors; opening
+    anything else starts a new stream with no prefetch, so random access costs nothing extra.
+    Any item of the window counts, not only the next one: GNU `cp -r` opens a folder's files in
+    inode order, which is not name order.
     """
 
     def __init__(self, prefetch: Callable[[Fetch], None]) -> None:
         self._prefetch = prefetch
         self._lock = threading.Lock()
-        self._streams: LRUCache[str, int] = LRUCache(MAX_STREAMS)  # expected next key -> window; guarded
+        #: expected key -> the window of the stream expecting it; guarded by _lock
+        self._expected: LRUCache[str, int] = LRUCache(MAX_STREAMS * MAX_WINDOW)
 
     def opened(self, key: str, successors: Callable[[int], Sequence[Fetch]]) -> None:
         """``key`` was opened; ``successors(n)`` lists up to n items that follow it."""
         with self._lock:
-            previous = self._streams.pop(key, None)
+            previous = self._expected.pop(key, None)
         window = 0 if previous is None else min(max(2, previous * 2), MAX_WINDOW)
-        following = successors(max(window, 1))
-        if not following:
-            return
+        following = successors(max(window, 2))
         with self._lock:
-            self._streams[following[0].key] = window
+            for job in following:
+                self._expected[job.key] = window
         for job in following[:window]:
             self._prefetch(job)
 

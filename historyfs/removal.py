@@ -55,7 +55,8 @@ class Removals:
         if node.kind != AUDIO:  # a sidecar or .wav alone: hidden for this session, nothing remote
             with self._lock:
                 self._hidden.add((slim.history_item_id, node.kind))
-            self._fs.tell_kernel(self._fs.views.item_paths(slim.placement, (node.kind,)))
+            names = self._fs.views.item_paths(slim.placement, (node.kind,))
+            self._fs.tell_kernel([*names, *(n.rsplit("/", 1)[0] for n in names)])  # the names and their listings
             return
         assert self._deletes is not None
         ghosts = self._ghosts_of(slim, path)

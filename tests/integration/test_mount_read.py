@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from historyfs.fakeapi import FakeApiServer, Faults
 from historyfs.layout import Layout
 from historyfs.models import HistoryItem
 from tests.fixtures.fake_api import FakeTenant
@@ -26,9 +27,11 @@ pytestmark = [needs_fuse, pytest.mark.fuse]
 UTC = ZoneInfo("UTC")
 
 
-@pytest.fixture
-def live(fake_tenant: Callable[..., FakeTenant], tmp_path: Path) -> Iterator[tuple[Mount, FakeTenant]]:
-    """A cold mount (fresh cache) of a fresh 24-item tenant."""
+@pytest.fixture(params=["content-length", "chunked"])
+def live(request: pytest.FixtureRequest, fake_tenant: Callable[..., FakeTenant], fake_faults: FakeApiServer,
+         tmp_path: Path) -> Iterator[tuple[Mount, FakeTenant]]:
+    """A cold mount (fresh cache) of a fresh 24-item tenant; audio sent with Content-Length, or chunked without."""
+    fake_faults.set_faults(Faults(chunked_audio=request.param == "chunked"))
     tenant = fake_tenant(items=24, seed=21)
     (tmp_path / "mnt").mkdir()
     with mounted(tmp_path / "mnt", tenant.base_url, tenant.api_key, tmp_path / "cache") as m:

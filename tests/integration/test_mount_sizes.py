@@ -46,8 +46,11 @@ def _audio_requests(m: Mount) -> int:
     return sum(_stats(m)["api"]["calls"].get("audio", {}).values())
 
 
-@pytest.fixture
-def cold(fake_tenant: Callable[..., FakeTenant], tmp_path: Path) -> Iterator[tuple[Mount, FakeTenant]]:
+@pytest.fixture(params=["content-length", "chunked"])
+def cold(request: pytest.FixtureRequest, fake_tenant: Callable[..., FakeTenant], fake_faults: FakeApiServer,
+         tmp_path: Path) -> Iterator[tuple[Mount, FakeTenant]]:
+    """A cold mount of a fresh tenant; audio sent with Content-Length, or chunked without."""
+    fake_faults.set_faults(Faults(chunked_audio=request.param == "chunked"))
     t = fake_tenant(items=30, seed=41)
     (tmp_path / "mnt").mkdir()
     with mounted(tmp_path / "mnt", t.base_url, t.api_key, tmp_path / "cache") as m:

@@ -345,3 +345,37 @@ def test_readahead_ignores_random_access() -> None:
     for i in (50, 3, 77, 20, 9):
         ra.opened(f"k{i}", lambda n, i=i: chain[i + 1 : i + 1 + n])
     assert queued == []
+
+
+def test_readahead_follows_a_reader_that_permutes_a_folder() -> None:
+    queued: list[str] = []
+    ra = ReadAhead(lambda job: queued.append(job.key))
+    chain = _chain(100)
+    successors = lambda i: (lambda n: chain[i + 1 : i + 1 + n])  # noqa: E731
+    for i in (0, 2, 1, 3, 5, 4, 6):  # `cp -r` opens a folder's files in inode order
+        ra.opened(f"k{i}", successors(i))
+    assert "k10" in queued and len(set(queued)) >= 8  # the window kept growing
+
+
+def test_concurrent_length_probes_of_one_clip_share_one_request(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
+    fetcher, source, _, _ = parts
+    asked: list[str] = []
+    release = threading.Event()
+
+    def probe(item_id: str, background: bool = False) -> int:
+        asked.append(item_id)
+        release.wait(5)
+        return len(DATA[item_id])
+
+    source.audio_length = probe  # type: ignore[attr-defined]
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(fetcher.learn_size(Fetch("item1.mp3", "item1"))))
+               for _ in range(4)]
+    for th in threads:
+        th.start()
+    while not asked:
+        threading.Event().wait(0.01)
+    release.set()
+    for th in threads:
+        th.join(10)
+    assert results == [len(DATA["item1"])] * 4 and asked == ["item1"]

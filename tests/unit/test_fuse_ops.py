@@ -123,3 +123,10 @@ def test_init_switches_off_automatic_data_invalidation(tmp_path: Path) -> None:
     ops.init_with_config(conn, None)
     assert conn.want & (1 << 12) == 0 and conn.want & 1
     assert ops.fs.notify is ops.kernel
+
+
+def test_folders_are_listed_without_attributes_so_cp_keeps_name_order(tmp_path: Path) -> None:
+    ops = _ops(tmp_path)
+    page = ops.readdir_page("/by-date", 0)
+    folders = [attrs for name, attrs, _ in page[2:]]
+    assert folders and all(a == {"st_mode": 0o040000, "st_ino": 0xFFFFFFFF} for a in folders)
