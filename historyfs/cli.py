@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--until", metavar="DATE", help="only items before the end of DATE (YYYY-MM-DD or ISO time)")
     e.add_argument("--search", metavar="TEXT", help="only items whose text matches TEXT")
     e.add_argument("--source", metavar="SOURCE", help="only items of this source (TTS, STS, ...)")
-    e.add_argument("--path", metavar="FOLDER", help="only items under this folder of the layout, e.g. by-voice/Rachel/2026-11")
+    e.add_argument("--path", metavar="FOLDER", help="only what the mount shows in this folder, e.g. by-voice/Rachel/2026-11, by-model/eleven_v3, recent or search/WORDS")
     e.add_argument("--format", choices=("mp3", "wav"), default="mp3", help="audio format (default mp3: the item's own audio)")
     e.add_argument("--tz", metavar="ZONE", help="time zone for folder and file names (default: local)")
     e.add_argument("--delete", action="store_true", help="remove what this exporter wrote for items no longer selected")

@@ -276,12 +276,16 @@ class Runtime:
     def start(self) -> None:
         self.fetcher.start()
         self.refresher.start()
+        if self.searches is not None:
+            self.searches.start()
 
     def stats_json(self) -> bytes:
         return stats_document(self.counters, self.sources)
 
     def close(self) -> None:
         self.refresher.stop()
+        if self.searches is not None:
+            self.searches.stop()
         self.fetcher.stop()
         for closer in (self.client.close, self.index.close, self.cache.close):
             try:

@@ -8,7 +8,9 @@ file manager's burst of lookups costs one call), the queries `ls search/` lists 
 ids; their folder is built from the index's records, so a clip is the same file (inode, cache,
 download) as in every other view, and rebuilt when the index changes. What a query's folder
 showed and no longer shows (results expired, forgotten or changed) is told to the kernel
-(``tell``) before the answer that learned it. Never touches FUSE.
+(``tell``) before the answer that learned it, and expiry also by a sweep every
+``SWEEP_INTERVAL`` s (``start``): with libfuse >= 3.16 the kernel keeps a folder's listing until
+told, so no lookup may come to notice it. Never touches FUSE.
 Concurrency: ``_lock`` guards the caches and the flights; API calls run outside it.
 """
 
@@ -43,6 +45,8 @@ QUERIES_KEPT = 100
 PAGE_SIZE = 1000
 #: A search folder shows at most this many of the newest matches (ten calls).
 MAX_RESULTS = 10_000
+#: Seconds between two sweeps for expired results (the kernel is told within this after expiry).
+SWEEP_INTERVAL = 1.0
 
 
 class Lister(Protocol):
@@ -93,6 +97,7 @@ class Searches:
         self._queries: TTLCache[str, float] = TTLCache(QUERIES_KEPT, QUERIES_TTL, timer)  # name -> when it ran; guarded
         self._shown: dict[str, Folder] = {}  # the folder each query last showed; guarded by _lock
         self._flights: dict[str, _Flight] = {}  # guarded by _lock
+        self._stop = threading.Event()
 
     # -- lookups ---------------------------------------------------------------------------
     def results(self, name: str) -> Folder | None:
@@ -100,7 +105,7 @@ class Searches:
         if search_query(name) is None:
             self.counters.add("probes_ignored")
             return None
-        self._expire()
+        self.sweep()
         with self._lock:
             entry = self._results.get(name)
             flight = self._flights.get(name) if entry is None else None
@@ -120,15 +125,28 @@ class Searches:
 
     def root(self) -> Folder:
         """search/ itself: the queries made recently (held results, or an empty folder dated when it ran)."""
-        self._expire()
+        self.sweep()
         folder = Folder()
         with self._lock:
-            self._queries.expire()
             for name, ran in self._queries.items():
                 entry = self._results.get(name)
                 folder.dirs[name] = entry.folder if entry is not None else flat_folder((), int(ran))
         folder.mtime = self._index.root.mtime
         return folder
+
+    def start(self) -> None:
+        """Sweep for expired results in the background (the mount calls it in FUSE init)."""
+        threading.Thread(target=self._sweep_loop, name="historyfs-search", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _sweep_loop(self) -> None:
+        while not self._stop.wait(SWEEP_INTERVAL):
+            try:
+                self.sweep()
+            except Exception:  # telling the kernel is best effort; the next sweep tries again
+                log.exception("search sweep failed")
 
     def forget(self, name: str) -> None:
         """`rmdir search/<name>`: drop the query and its results (nothing is deleted anywhere)."""
@@ -192,15 +210,19 @@ class Searches:
             self.tell([f"/{SEARCH}/{name}", *(p for key in gone for p in _file_paths(name, key, old.files[key].ext))])
         return entry.folder
 
-    def _expire(self) -> None:
-        """Results past their lifetime (or pushed out): the kernel must forget what their folders showed."""
+    def sweep(self) -> None:
+        """Results past their lifetime (or pushed out) and queries no longer listed: the kernel must
+        forget what their folders, and search/ itself, showed."""
         with self._lock:
             self._results.expire()
             gone = {name: folder for name, folder in self._shown.items() if name not in self._results}
             for name in gone:
                 del self._shown[name]
+            unlisted = bool(self._queries.expire())
         for name, folder in gone.items():
             self.tell(_paths(name, folder))
+        if unlisted:
+            self.tell([f"/{SEARCH}"])
 
     # -- telling the kernel and stats.json ---------------------------------------------------
     def paths_of(self, places: Iterable[Placement]) -> list[str]:

@@ -163,6 +163,6 @@ def test_flat_names_of_one_second_stay_apart(voice: str, text: str, ids: list[st
                                     "voice_name": voice + " - " * n + "x" * (300 * (n % 2)), "text": text + " - " * n})
              for n, i in enumerate(ids)]
     placed = Layout(timezone.utc).place_all(items)
-    names = [p.flat_name().casefold() for p in placed.values()]
-    assert len(names) == len(set(names))
+    names = [p.flat_name() for p in placed.values()]
+    assert len({n.casefold() for n in names}) == len(names)
     assert all(len(n.encode()) <= NAME_MAX_BYTES for n in names)

@@ -160,6 +160,27 @@ def test_expired_results_are_searched_again_and_the_kernel_forgets_the_old_ones(
     assert _names(fs, "/search") == []
 
 
+def test_a_sweep_tells_the_kernel_of_expiry_without_any_lookup(world: World) -> None:
+    """With libfuse >= 3.16 the kernel keeps a folder's listing: no lookup may come to notice expiry."""
+    clock = Clock()
+    fs, searches, lister = _build(world, ttl=60, timer=clock)
+    kernel = RecordingKernel()
+    fs.notify = kernel
+    words = _word(world)
+    shown = _names(fs, f"/search/{words}")
+    kernel.paths.clear()
+    clock.now += 30
+    searches.sweep()
+    assert kernel.paths == []
+    clock.now += 31
+    searches.sweep()
+    assert {f"/search/{words}", *(f"/search/{words}/{n}" for n in shown)} <= set(kernel.paths)
+    kernel.paths.clear()
+    clock.now += 3600
+    searches.sweep()
+    assert kernel.paths == ["/search"] and len(lister.calls) == 1
+
+
 def test_rmdir_forgets_a_query_and_deletes_nothing(world: World) -> None:
     fs, _, lister = _build(world, Options(allow_delete=True))
     kernel = RecordingKernel()
