@@ -139,7 +139,10 @@ def parse_views(text: str, recent: int = RECENT_DEFAULT) -> tuple[str, ...]:
     if not names or unknown:
         raise ConfigError(f"bad --views {text!r}: use all, or some of {', '.join(VIEWS)} (comma-separated)")
     chosen = set(VIEWS) if "all" in names else set(names)
-    return tuple(v for v in VIEWS if v in chosen and (v != RECENT or recent > 0))
+    views = tuple(v for v in VIEWS if v in chosen and (v != RECENT or recent > 0))
+    if not views:
+        raise ConfigError("--views recent with --recent 0 leaves nothing to show")
+    return views
 
 
 def _umask(text: str | None) -> int:
