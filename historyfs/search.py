@@ -109,17 +109,13 @@ class Searches:
         with self._lock:
             entry = self._results.get(name)
             flight = self._flights.get(name) if entry is None else None
-            mine = entry is None and flight is None
-            if mine:
+            starts = entry is None and flight is None
+            if starts:
                 flight = self._flights[name] = _Flight()
-        if entry is None and mine:
+        if entry is None:  # search, or wait for the search under way
             assert flight is not None
-            entry = self._run(name, flight)
-        elif entry is None:
-            assert flight is not None
-            entry = flight.wait()
-            self.counters.add("cache_hits")
-        else:
+            entry = self._run(name, flight) if starts else flight.wait()
+        if not starts:
             self.counters.add("cache_hits")
         return self._current(name, entry)
 
