@@ -11,17 +11,21 @@ only its public, final methods:
     exporter.abort()                  # cancel in-flight transfers (Ctrl-C)
     exporter.close()                  # persist the manifest, release resources
 
-A plugin implements five small primitives over its storage (``_scan``, ``_read``, ``_write``,
-``_remove``, optionally ``_release``/``_check``/``_prepare``/``_abort``); this base class owns the
-manifest (``.historyfs-manifest.json`` under the destination: key -> item_id, sha256, size,
-format), the spooling of the audio stream (so the hash and size are known before the store sees
-the body: metadata such as S3's x-amz-meta-historyfs-sha256 can then be set on the object
-itself), and thread safety (``put_item`` is called from many threads at once).
+A plugin implements four primitives over its storage (``_scan``, ``_read``, ``_write``,
+``_remove``), optionally ``_check``/``_prepare``/``_abort``/``_release``, and optionally streaming
+(``_stream_threshold`` and ``_write_stream``). This base class owns the manifest
+(``.historyfs-manifest.json`` under the destination, see ``manifest``), the hashing of every body
+(each byte is hashed once, on its way), and thread safety (``put_item`` is called from many
+threads at once).
 
-Large audio need not be spooled whole first: a store that can take a body as it arrives sets
-``_stream_threshold`` and implements ``_write_stream``; audio announced (``size_hint``) at or
-above the threshold is then handed over chunk by chunk while the base class hashes it on the
-way, so the upload overlaps the download. Its sha256 is recorded in the manifest; it is not
+Bodies (see ``bodies``): a download is read once and hashed on the way. A store that does not
+stream gets every object as a seekable file whose hash and size are known first (so metadata such
+as S3's x-amz-meta-historyfs-sha256 can be set on the object itself); so does every store for a
+local file (a mount's cache: hashed in place, then given whole, the store reads it as it likes).
+A store that streams says from which size (``_stream_threshold``): a download is held in memory
+up to that size and then handed over as ``bytes``; one that grows past it (announced or not: a
+response without Content-Length streams too) goes to ``_write_stream`` chunk by chunk as it
+arrives, so the upload overlaps the download. Its sha256 is recorded in the manifest; it is not
 known when the store starts the object, so ``ObjectInfo.sha256`` is "" for such a write.
 
 Keys are relative, '/'-separated paths under the destination, e.g.
@@ -32,25 +36,22 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import shutil
-import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import IO, Any, ClassVar
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import IO, ClassVar
 
 from historyfs.errors import ConfigError, HistoryFSError
 
-#: Name of the manifest object under the destination (hidden from listings and from --delete).
-MANIFEST_KEY = ".historyfs-manifest.json"
-MANIFEST_VERSION = 1
+from .bodies import SPOOL_MEMORY_LIMIT, Cancelled, HashingChunks, Spooled, copy_body, hash_file, spool, take
+from .manifest import MANIFEST_KEY, MANIFEST_VERSION, Entry
+from .manifest import dump as _dump_manifest
+from .manifest import parse as _parse_manifest
 
-#: Audio up to this size is spooled in memory, larger audio in a temporary file. A clip is
-#: typically 20 KiB-2 MiB; with the default 8 jobs this bounds memory to about 8 x 4 MiB.
-SPOOL_MEMORY_LIMIT = 4 * 1024 * 1024
-_COPY_CHUNK = 256 * 1024
+__all__ = ["MANIFEST_KEY", "MANIFEST_VERSION", "SPOOL_MEMORY_LIMIT", "Cancelled", "DestinationError", "DestinationOptions", "Entry", "Exporter",
+           "ItemUpload", "ObjectInfo", "PluginError", "Spooled", "copy_body", "spool"]
 
 
 class PluginError(ConfigError):
@@ -59,10 +60,6 @@ class PluginError(ConfigError):
 
 class DestinationError(HistoryFSError):
     """The destination refused or failed an operation (after its own retries)."""
-
-
-class Cancelled(HistoryFSError):
-    """A transfer was stopped because the run is being interrupted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,19 +73,9 @@ class DestinationOptions:
     sse: str | None = None
     sse_kms_key_id: str | None = None
     checksum_mode: str | None = None
-    multipart_threshold: int = 8 * 1024 * 1024
-    multipart_chunksize: int = 8 * 1024 * 1024
+    multipart_threshold: int = 8 * 1024 * 1024  # objects from this size stream (S3: multipart)
+    multipart_chunksize: int | None = None  # part size; None: chosen from each object's size
     max_concurrency: int = 10
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """What the exporter recorded about one object it wrote."""
-
-    item_id: str
-    sha256: str
-    size: int
-    format: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,81 +96,12 @@ class ItemUpload:
     item_id: str
     audio_key: str
     sidecar_key: str
-    audio: Iterable[bytes]  # chunks, or a local file opened "rb" (used in place, not copied)
+    audio: Iterable[bytes] | IO[bytes]  # chunks, or a local file opened "rb" (read in 1 MiB pieces)
     sidecar: bytes
     content_type: str
     format: str
     cancel: threading.Event = field(default_factory=threading.Event)
-    size_hint: int | None = None  # the audio's announced length (Content-Length), when known
-
-
-@dataclass(slots=True)
-class Spooled:
-    """A stream copied to a seekable file while its sha256 and length are computed."""
-
-    file: IO[bytes]
-    sha256: str
-    size: int
-
-
-def spool(chunks: Iterable[bytes], cancel: threading.Event | None = None) -> Spooled:
-    """Copy ``chunks`` into a spooled temporary file, hashing as it goes; Cancelled if ``cancel`` is set."""
-    digest, size = hashlib.sha256(), 0
-    f: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_LIMIT)  # noqa: SIM115 - returned
-    try:
-        for chunk in chunks:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("transfer cancelled")
-            digest.update(chunk)
-            f.write(chunk)
-            size += len(chunk)
-        f.seek(0)
-    except BaseException:
-        f.close()
-        raise
-    return Spooled(f, digest.hexdigest(), size)
-
-
-def hash_file(f: IO[bytes], cancel: threading.Event | None = None) -> Spooled:
-    """A seekable local file used as is (no copy): hashed and measured, then rewound."""
-    digest, size = hashlib.sha256(), 0
-    while chunk := f.read(_COPY_CHUNK):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("transfer cancelled")
-        digest.update(chunk)
-        size += len(chunk)
-    f.seek(0)
-    return Spooled(f, digest.hexdigest(), size)
-
-
-class HashingChunks:
-    """Chunks passed through while their sha256 and total length are computed; Cancelled if ``cancel`` is set."""
-
-    def __init__(self, chunks: Iterable[bytes], cancel: threading.Event | None = None) -> None:
-        self._chunks, self._cancel = chunks, cancel
-        self._digest = hashlib.sha256()
-        self.size = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            if self._cancel is not None and self._cancel.is_set():
-                raise Cancelled("transfer cancelled")
-            self._digest.update(chunk)
-            self.size += len(chunk)
-            yield chunk
-
-    @property
-    def sha256(self) -> str:
-        return self._digest.hexdigest()
-
-
-def spool_bytes(data: bytes) -> Spooled:
-    return spool([data])
-
-
-def copy_body(src: IO[bytes], dst: IO[bytes]) -> None:
-    """Copy a spooled body to a file object (helper for plugins)."""
-    shutil.copyfileobj(src, dst, _COPY_CHUNK)
+    size_hint: int | None = None  # the audio's announced length (Content-Length, file size), when known
 
 
 class Exporter(ABC):
@@ -201,6 +119,7 @@ class Exporter(ABC):
         self.url = url
         self.options = options or DestinationOptions()
         self._lock = threading.Lock()  # guards _manifest and _dirty
+        self._flush_lock = threading.Lock()  # one manifest write at a time (taken before _lock)
         self._manifest: dict[str, Entry] | None = None
         self._dirty = False
         self._closed = False
@@ -235,14 +154,14 @@ class Exporter(ABC):
         """Release connections and handles."""
 
     def _stream_threshold(self) -> int | None:
-        """Audio announced at this many bytes or more goes to ``_write_stream`` (None: always spooled)."""
+        """Audio reaching this many bytes goes to ``_write_stream``; smaller audio to ``_write`` (None: never streams)."""
         return None
 
     def _write_stream(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
         """Store ``chunks`` under ``key`` as they arrive, atomically (nothing visible unless all arrived).
 
-        ``info.sha256`` is "" and ``info.size`` only the announced length; an exception from
-        ``chunks`` (a cut download, a cancel) must leave nothing behind. Optional: only called
+        ``info.sha256`` is "" and ``info.size`` the announced length (0 if unknown); an exception
+        from ``chunks`` (a cut download, a cancel) must leave nothing behind. Optional: only called
         when ``_stream_threshold`` returns a size."""
         raise NotImplementedError
 
@@ -263,14 +182,10 @@ class Exporter(ABC):
             return {k: e for k, e in manifest.items() if sizes.get(k) == e.size}
 
     def put_item(self, upload: ItemUpload) -> list[Entry]:
-        """Store one item's audio (streamed) then its sidecar; record both in the manifest."""
-        audio_entry = self._put_streamed(upload) if self._streams(upload) else self._put_spooled(upload)
-        sidecar = spool_bytes(upload.sidecar)
-        try:
-            sidecar_entry = self._put(upload.sidecar_key, sidecar, upload, "application/json", "json")
-        finally:
-            sidecar.file.close()
-        return [audio_entry, sidecar_entry]
+        """Store one item's audio (hashed on its way) then its sidecar; record both in the manifest."""
+        audio = self._put_audio(upload)
+        sidecar = self._put_bytes(upload.sidecar_key, upload.sidecar, hashlib.sha256(upload.sidecar).hexdigest(), upload, "application/json", "json")
+        return [audio, sidecar]
 
     def delete(self, keys: Sequence[str]) -> None:
         """Remove objects this exporter wrote (keys not in its manifest are refused)."""
@@ -290,17 +205,19 @@ class Exporter(ABC):
         self._abort()
 
     def flush(self) -> None:
-        """Write the manifest now if it changed (atomically, as any object)."""
-        with self._lock:
-            if not self._dirty or self._manifest is None:
-                return
-            data = _dump_manifest(self._manifest)
-            self._dirty = False
-        body = spool_bytes(data)
-        try:
-            self._write(MANIFEST_KEY, body.file, ObjectInfo(None, body.sha256, body.size, "json", "application/json"))
-        finally:
-            body.file.close()
+        """Write the manifest now if it changed (atomically, as any object; serialized outside the lock)."""
+        with self._flush_lock:
+            with self._lock:
+                if not self._dirty or self._manifest is None:
+                    return
+                entries, self._dirty = dict(self._manifest), False
+            data = _dump_manifest(entries)
+            try:
+                self._write(MANIFEST_KEY, io.BytesIO(data), ObjectInfo(None, hashlib.sha256(data).hexdigest(), len(data), "json", "application/json"))
+            except BaseException:
+                with self._lock:
+                    self._dirty = True
+                raise
 
     def close(self, *, persist: bool = True) -> None:
         """Persist the manifest (unless ``persist`` is false) and release resources; safe to call twice."""
@@ -320,24 +237,42 @@ class Exporter(ABC):
         self.close()
 
     # -- internals -------------------------------------------------------------------
-    def _streams(self, upload: ItemUpload) -> bool:
+    def _put_audio(self, upload: ItemUpload) -> Entry:
+        """A local file: hashed, then handed over whole. A download: in memory up to the store's
+        threshold and then one ``_write``, else streamed as it arrives; spooled if the store cannot stream."""
+        if isinstance(upload.audio, io.IOBase):
+            return self._put_spooled(upload, hash_file(upload.audio, upload.cancel))
         threshold = self._stream_threshold()
-        local_file = isinstance(upload.audio, io.BufferedReader)
-        return threshold is not None and not local_file and upload.size_hint is not None and upload.size_hint >= threshold
+        hashed = HashingChunks(upload.audio, upload.cancel)
+        if threshold is None:
+            return self._put_spooled(upload, spool(hashed))
+        head, rest = take(iter(hashed), threshold)
+        if rest is None:
+            return self._put_bytes(upload.audio_key, b"".join(head), hashed.sha256, upload, upload.content_type)
+        info = ObjectInfo(upload.item_id, "", upload.size_hint or 0, upload.format, upload.content_type)
+        self._write_stream(upload.audio_key, chain(head, rest), info)
+        if not hashed.finished:
+            raise DestinationError(f"{upload.audio_key}: the store stopped reading the audio before its end")
+        return self._record(upload.audio_key, Entry(upload.item_id, hashed.sha256, hashed.size, upload.format))
 
-    def _put_spooled(self, upload: ItemUpload) -> Entry:
-        source = upload.audio
-        audio = hash_file(source, upload.cancel) if isinstance(source, io.BufferedReader) else spool(source, upload.cancel)
+    def _put_spooled(self, upload: ItemUpload, body: Spooled) -> Entry:
         try:
-            return self._put(upload.audio_key, audio, upload, upload.content_type)
+            info = self._info(upload, body.sha256, body.size, upload.content_type)
+            self._write(upload.audio_key, body.file, info)
         finally:
-            audio.file.close()
+            body.file.close()
+        return self._record(upload.audio_key, Entry(upload.item_id, body.sha256, body.size, upload.format))
 
-    def _put_streamed(self, upload: ItemUpload) -> Entry:
-        """The audio handed to the store as it arrives, hashed on the way; recorded once complete."""
-        chunks = HashingChunks(upload.audio, upload.cancel)
-        self._write_stream(upload.audio_key, chunks, ObjectInfo(upload.item_id, "", upload.size_hint or 0, upload.format, upload.content_type))
-        return self._record(upload.audio_key, Entry(upload.item_id, chunks.sha256, chunks.size, upload.format))
+    def _put_bytes(self, key: str, data: bytes, sha256: str, upload: ItemUpload, content_type: str, fmt: str | None = None) -> Entry:
+        info = self._info(upload, sha256, len(data), content_type, fmt)
+        self._write(key, io.BytesIO(data), info)  # BytesIO over bytes: read() hands back the same object, no copy
+        return self._record(key, Entry(upload.item_id, sha256, len(data), info.format))
+
+    @staticmethod
+    def _info(upload: ItemUpload, sha256: str, size: int, content_type: str, fmt: str | None = None) -> ObjectInfo:
+        if upload.cancel.is_set():
+            raise Cancelled("transfer cancelled")
+        return ObjectInfo(upload.item_id, sha256, size, fmt or upload.format, content_type)
 
     def _record(self, key: str, entry: Entry) -> Entry:
         with self._lock:
@@ -345,35 +280,7 @@ class Exporter(ABC):
             self._dirty = True
         return entry
 
-    def _put(self, key: str, body: Spooled, upload: ItemUpload, content_type: str, fmt: str | None = None) -> Entry:
-        if upload.cancel.is_set():
-            raise Cancelled("transfer cancelled")
-        info = ObjectInfo(upload.item_id, body.sha256, body.size, fmt or upload.format, content_type)
-        self._write(key, body.file, info)
-        return self._record(key, Entry(upload.item_id, body.sha256, body.size, info.format))
-
     def _load_manifest_locked(self) -> dict[str, Entry]:
         if self._manifest is None:
             self._manifest = _parse_manifest(self._read(MANIFEST_KEY))
         return self._manifest
-
-
-def _dump_manifest(entries: Mapping[str, Entry]) -> bytes:
-    doc = {"version": MANIFEST_VERSION, "objects": {k: asdict(e) for k, e in sorted(entries.items())}}
-    return (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode()
-
-
-def _parse_manifest(data: bytes | None) -> dict[str, Entry]:
-    """The manifest's entries; an absent or unreadable manifest holds nothing (so nothing is deleted)."""
-    if not data:
-        return {}
-    try:
-        doc: Any = json.loads(data)
-        objects = doc["objects"] if doc.get("version") == MANIFEST_VERSION else {}
-        return {str(k): _entry(v) for k, v in objects.items()}
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return {}
-
-
-def _entry(v: Mapping[str, Any]) -> Entry:
-    return Entry(str(v["item_id"]), str(v["sha256"]), int(v["size"]), str(v.get("format", "")))

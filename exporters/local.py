@@ -1,7 +1,8 @@
 """LocalExporter: mirror into a folder (``file:///path`` or a plain path); the reference exporter.
 
-Every file is written as a hidden temporary file in its final folder, fsynced, then renamed over
-the target (``os.replace``), so a reader or an interrupted run never sees a partial file. Stale
+Every file is written as a hidden temporary file in its final folder (audio streamed into it as
+it arrives, never spooled elsewhere first), fsynced, then renamed over the target
+(``os.replace``), so a reader or an interrupted run never sees a partial file. Stale
 temporary files of an interrupted run are removed by ``prepare``. What the exporter wrote is
 recorded by the base class in ``<folder>/.historyfs-manifest.json`` and by each item's sidecar.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit
@@ -54,6 +55,16 @@ class LocalExporter(Exporter):
             raise DestinationError(f"cannot read {self._path(key)}: {exc.strerror}") from None
 
     def _write(self, key: str, body: IO[bytes], info: ObjectInfo) -> None:
+        self._atomically(key, lambda f: copy_body(body, f))
+
+    def _stream_threshold(self) -> int | None:
+        return 0  # audio goes straight into its temporary file in the destination folder: nothing is spooled
+
+    def _write_stream(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
+        self._atomically(key, lambda f: f.writelines(_marked(chunks)))
+
+    def _atomically(self, key: str, fill: Callable[[IO[bytes]], object]) -> None:
+        """Write a hidden temporary file beside the target with ``fill``, fsync it, rename it over the target."""
         target = self._path(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -62,13 +73,15 @@ class LocalExporter(Exporter):
             raise DestinationError(f"cannot write in {target.parent}: {exc.strerror}") from None
         try:
             with os.fdopen(fd, "wb") as f:
-                copy_body(body, f)
+                fill(f)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, FILE_MODE)
             os.replace(tmp, target)
         except BaseException as exc:
             _unlink(Path(tmp))
+            if isinstance(exc, _SourceFailed) and exc.__cause__ is not None:
+                raise exc.__cause__ from None  # the download's own error (a cut body, a cancel), as it was
             if isinstance(exc, OSError):
                 raise DestinationError(f"cannot write {target}: {exc.strerror}") from None
             raise
@@ -146,6 +159,22 @@ def folder_from_url(url: str) -> Path:
     if "\x00" in path:
         raise ConfigError("bad destination: NUL in path")
     return Path(os.path.abspath(os.path.expanduser(path)))
+
+
+class _SourceFailed(Exception):
+    """Carries (as __cause__) an error raised by the chunks being written, not by the disk."""
+
+
+def _marked(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    it = iter(chunks)
+    while True:
+        try:
+            chunk = next(it)
+        except StopIteration:
+            return
+        except BaseException as exc:
+            raise _SourceFailed() from exc
+        yield chunk
 
 
 def _unlink(path: Path) -> None:

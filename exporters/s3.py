@@ -1,17 +1,17 @@
-"""S3Exporter: mirror into ``s3://bucket/prefix`` on AWS or any S3-compatible store (boto3).
+"""S3Exporter: mirror into ``s3://bucket/prefix`` on AWS or any S3-compatible store.
 
+Requests go through obstore (``s3_store``); boto3 only does what obstore cannot (``s3_boto``).
 Each object carries user metadata x-amz-meta-historyfs-item-id, -format and, when known before
-the upload starts, -sha256 (of its bytes). Small objects are one PutObject; objects of at least
-the multipart threshold go through ``s3_multipart.PartUploader`` (parts in parallel, bounded
-memory). Audio streamed from the API at or above the threshold is uploaded while it downloads
-(the base class hashes it on the way; its sha256 is then in the manifest, not in the metadata).
-A PUT or a completed multipart upload is atomic, so no partial object is ever visible; on
-Ctrl-C ``abort`` stops every upload at its next part and aborts its multipart upload, and
-``prepare`` aborts stale uploads an earlier (killed) run left under the prefix in the
+the upload starts, -sha256 (of its bytes). An object below the multipart threshold is one PUT
+of bytes already in memory, and so is a local file (a mount's cache) up to SINGLE_PUT_MAX; a
+larger download (or audio of unknown length that grows past the threshold) streams as a multipart
+upload whose parts go out in parallel while the body is still arriving, its part size chosen from
+the announced size. A PUT or a completed multipart upload is
+atomic, so no partial object is ever visible; a stream that breaks or is cancelled (``abort``)
+aborts its upload, and ``prepare`` aborts the unfinished uploads a killed run left in the
 exporter's namespace (by-voice/, by-date/, the manifest).
-A run lists the prefix ONCE (ListObjectsV2 through boto3's paginator: keys and sizes) and reads
-the manifest; it never sends a HEAD per object.
-Credentials come from the standard chain (env, profile, instance role), never from argv.
+A run reads the manifest (``check``: a bad bucket, credentials or endpoint fail there) and lists
+the prefix once; it never sends a HEAD per object.
 """
 
 from __future__ import annotations
@@ -20,33 +20,41 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-import boto3.session
-import botocore.exceptions as bce
-from botocore.config import Config
-
 from historyfs.errors import ConfigError, HistoryFSError
 
-from .base import MANIFEST_KEY, Cancelled, DestinationError, DestinationOptions, Exporter, ObjectInfo
-from .s3_multipart import PartUploader
+from . import s3_store
+from .base import MANIFEST_KEY, Cancelled, DestinationOptions, Exporter, ObjectInfo
+from .bodies import file_chunks
 
 log = logging.getLogger(__name__)
 
 #: Top-level folders of the exporter's keys: uploads left unfinished there are ours to abort.
-OWNED_ROOTS = ("by-voice/", "by-date/", MANIFEST_KEY)
+OWNED_ROOTS = ("by-voice/", "by-date/", ".historyfs-")
 META_ITEM_ID, META_SHA256, META_FORMAT = "historyfs-item-id", "historyfs-sha256", "historyfs-format"
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
-_DELETE_BATCH = 1000  # the DeleteObjects maximum
-_NO_UPLOAD_LISTING = ("NoSuchUpload", "NotImplemented")  # rclone serve s3 says NoSuchUpload when none
-#: botocore "standard" retries (throttling and 5xx, connection resets, cut responses) with
-#: exponential backoff: 8 attempts ride out about 20 s of a flaky or briefly unreachable store.
-MAX_ATTEMPTS = 8
-CONNECT_TIMEOUT, READ_TIMEOUT = 10, 60  # seconds; a stalled store is a failed attempt, never a hang
-READ_ATTEMPTS = 4  # reads of the manifest whose body is cut short (botocore does not retry those)
-_BODY_ERRORS = (bce.ResponseStreamingError, bce.IncompleteReadError, bce.ReadTimeoutError, bce.ConnectionClosedError)
+MIB = 1024 * 1024
+#: Part size when the size is unknown or small; S3's minimum is 5 MiB.
+MIN_PART = 8 * MIB
+#: A large object is cut into about this many parts, uploaded at once: 48 MiB goes as 4 x 12 MiB.
+PARTS_PER_OBJECT = 4
+#: Parts are at most this large, and at most this many large objects are in flight at once, which
+#: bounds their memory to MULTIPART_OBJECTS x max(SINGLE_PUT_MAX, (PARTS_PER_OBJECT + 1) x MAX_PART).
+MAX_PART, MULTIPART_OBJECTS = 16 * MIB, 4
+#: A local file (a mount's cache) up to this size is sent as ONE PUT, as s5cmd does below its 50 MiB
+#: part size: a multipart upload costs the store the assembly of its parts (rclone serve s3
+#: re-reads them all), and with several objects in flight one stream each is as fast as parallel
+#: parts. A download is not held whole for that: its parts go out while it arrives.
+SINGLE_PUT_MAX = 64 * MIB
+READ_ATTEMPTS = 4  # reads of the manifest whose body is cut short
+#: Written before a run's first multipart upload, removed when every one of them ended well. A run
+#: that finds it (one was killed or failed mid-upload) aborts the unfinished uploads through boto3;
+#: a run that does not never loads boto3 for that.
+MARKER_KEY = ".historyfs-multipart"
+_UNREAD = object()
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -62,23 +70,12 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parts.netloc, prefix
 
 
-def s3_error(exc: Exception, what: str, bucket: str, endpoint: str | None) -> HistoryFSError:
-    """One-line error for a boto3/botocore failure (never contains credentials)."""
-    if isinstance(exc, (bce.NoCredentialsError, bce.PartialCredentialsError)):
-        return ConfigError("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use --profile")
-    if isinstance(exc, (bce.EndpointConnectionError, bce.ConnectTimeoutError)):
-        return ConfigError(f"cannot reach the S3 endpoint {endpoint or 'of AWS'}")
-    if isinstance(exc, bce.ClientError):
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code", "")) or str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-        if code in ("404", "NoSuchBucket"):
-            return ConfigError(f"S3 bucket {bucket!r} does not exist")
-        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"):
-            return ConfigError(f"access denied to S3 bucket {bucket!r} ({code})")
-        return DestinationError(f"S3 {what} failed: {code}: {err.get('Message', '')}".rstrip(": "))
-    if isinstance(exc, bce.BotoCoreError):
-        return DestinationError(f"S3 {what} failed: {exc}")
-    return DestinationError(f"S3 {what} failed: {exc.__class__.__name__}: {exc}")
+def part_size(size: int, configured: int | None) -> int:
+    """Bytes per part: ``--multipart-chunk-size`` if given, else from the announced ``size`` (0: unknown)."""
+    if configured:
+        return configured
+    want = -(-size // PARTS_PER_OBJECT)
+    return min(MAX_PART, max(MIN_PART, -(-want // MIB) * MIB))
 
 
 class S3Exporter(Exporter):
@@ -89,176 +86,249 @@ class S3Exporter(Exporter):
     def __init__(self, url: str, options: DestinationOptions | None = None) -> None:
         super().__init__(url, options)
         self.bucket, self.prefix = parse_s3_url(url)
-        self.endpoint_url = self.options.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-        self.client = self._make_client()
-        self._uploader: PartUploader | None = None
-        self._uploader_lock = threading.Lock()  # guards _uploader
-        self._aborted = threading.Event()  # abort() was called: item uploads are refused
+        self.endpoint_url = s3_store.endpoint_url(self.options)
+        self._open_lock = threading.Lock()  # guards _store, _boto
+        self._store: Any = None
+        self._boto: tuple[Any, Any] | None = None  # (boto3 session, botocore client), made on first need
+        self._manifest_bytes: Any = _UNREAD  # what check() read, handed to the first _read of the manifest
+        self._aborted = threading.Event()  # abort() was called: item uploads stop
+        self._streams = threading.BoundedSemaphore(MULTIPART_OBJECTS)
+        self._unfinished = _Unfinished(self)
 
-    # -- setup -----------------------------------------------------------------------
-    def _make_client(self) -> Any:
-        o = self.options
-        try:
-            session = boto3.session.Session(profile_name=o.profile)
-            return session.client("s3", region_name=o.region, endpoint_url=self.endpoint_url, config=self._config())
-        except bce.ProfileNotFound:
-            raise ConfigError(f"AWS profile {o.profile!r} not found") from None
-        except ValueError as exc:
-            raise ConfigError(f"bad S3 endpoint URL {self.endpoint_url!r}: {exc}") from None
+    # -- connections -------------------------------------------------------------------
+    def store(self) -> Any:
+        """The obstore S3Store (credentials and region resolved on first use)."""
+        with self._open_lock:
+            if self._store is None:
+                creds = s3_store.env_credentials(self.options)
+                provider = None if creds else _boto().credential_provider(self._session_locked())
+                self._store = s3_store.open_store(self.bucket, self.prefix, self.options, self._region_locked(), creds, provider)
+            return self._store
 
-    def _config(self) -> Config:
-        o = self.options
-        checksum = {"request_checksum_calculation": o.checksum_mode, "response_checksum_validation": o.checksum_mode} if o.checksum_mode else {}
-        return Config(
-            max_pool_connections=max(16, o.max_concurrency * 2),
-            signature_version="s3v4",
-            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
-            s3={"addressing_style": "path"} if self.endpoint_url else {},
-            **checksum,
-        )
+    def _region_locked(self) -> str:
+        region = self.options.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            return region
+        region = self._session_locked().region_name
+        if region or self.endpoint_url:
+            return str(region or "us-east-1")
+        return str(_boto().bucket_region(self._boto_client_locked("us-east-1"), self.bucket))
 
-    def _parts(self) -> PartUploader:
-        with self._uploader_lock:
-            if self._uploader is None:
-                o = self.options
-                checksums = getattr(self.client.meta.config, "request_checksum_calculation", "when_supported") == "when_supported"
-                self._uploader = PartUploader(self.client, o.multipart_chunksize, o.max_concurrency, o.max_concurrency, checksums=checksums)
-            return self._uploader
+    def _session_locked(self) -> Any:
+        if self._boto is None:
+            self._boto = (_boto().session(self.options.profile), None)
+        return self._boto[0]
+
+    def _boto_client_locked(self, region: str | None = None) -> Any:
+        session = self._session_locked()
+        if self._boto is None or self._boto[1] is None:
+            self._boto = (session, _boto().client(session, self.endpoint_url, region or self._region_locked()))
+        return self._boto[1]
+
+    def _control(self) -> Any:
+        """The botocore client, for what obstore cannot do."""
+        self.store()
+        with self._open_lock:
+            return self._boto_client_locked()
 
     def _key(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
 
-    def _rel(self, key: str) -> str:
-        return key[len(self.prefix) + 1 :] if self.prefix else key
-
-    def _fail(self, exc: Exception, what: str) -> HistoryFSError:
-        return s3_error(exc, what, self.bucket, self.endpoint_url)
+    def _fail(self, exc: BaseException, what: str) -> HistoryFSError:
+        return s3_store.s3_error(exc, what, self.bucket, self.endpoint_url)
 
     # -- primitives ------------------------------------------------------------------
     def _check(self) -> None:
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except (bce.BotoCoreError, bce.ClientError) as exc:
-            raise self._fail(exc, "bucket check") from None
+        """Read the manifest: the first request a run needs anyway, and one that fails on a bad bucket."""
+        self._manifest_bytes = self._read_retrying(MANIFEST_KEY)
 
     def _scan(self) -> Mapping[str, int]:
-        sizes: dict[str, int] = {}
+        import obstore
+        from obstore.exceptions import BaseError, InvalidPathError
+
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key("")):
-                for obj in page.get("Contents", ()):
-                    sizes[self._rel(obj["Key"])] = int(obj["Size"])
-        except (bce.BotoCoreError, bce.ClientError) as exc:
+            sizes = {m["path"]: m["size"] for batch in obstore.list(self.store(), chunk_size=1000) for m in batch}
+        except InvalidPathError:
+            log.info("a key under s3://%s/%s has '.', '..' or empty segments: listing through boto3", self.bucket, self.prefix)
+            prefix = self._key("")
+            sizes = {k[len(prefix) :]: n for k, n in _boto().list_sizes(self._control(), self.bucket, prefix).items()}
+        except BaseError as exc:
             raise self._fail(exc, "listing") from None
+        self._unfinished.found(sizes)
         return sizes
 
     def _read(self, key: str) -> bytes | None:
+        if key == MANIFEST_KEY and self._manifest_bytes is not _UNREAD:
+            data, self._manifest_bytes = self._manifest_bytes, _UNREAD
+            return data  # type: ignore[no-any-return]
+        return self._read_retrying(key)
+
+    def _read_retrying(self, key: str) -> bytes | None:
+        import obstore
+        from obstore.exceptions import BaseError
+
         for attempt in range(1, READ_ATTEMPTS + 1):
             try:
-                return self._read_once(key)
-            except _BODY_ERRORS as exc:
-                # botocore retries the request, not the reading of a streamed body cut short
-                if attempt == READ_ATTEMPTS:
-                    raise self._fail(exc, f"read of {key}") from None
-                log.info("reading %s again after: %s", key, exc.__class__.__name__)
+                return bytes(obstore.get(self.store(), key).bytes())
+            except FileNotFoundError:
+                return None
+            except BaseError as exc:  # obstore retries requests, not a body cut short once it started
+                error = self._fail(exc, f"read of {key}")
+                if isinstance(error, ConfigError) or attempt == READ_ATTEMPTS:
+                    raise error from None
+                log.info("reading %s again after: %s", key, error)
         raise AssertionError("unreachable")
 
-    def _read_once(self, key: str) -> bytes | None:
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-            with body:
-                return bytes(body.read())
-        except _BODY_ERRORS:
-            raise
-        except bce.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise self._fail(exc, f"read of {key}") from None
-        except bce.BotoCoreError as exc:
-            raise self._fail(exc, f"read of {key}") from None
-
     def _write(self, key: str, body: IO[bytes], info: ObjectInfo) -> None:
+        """Bytes in memory, a local file (a mount's cache) or the manifest: one PUT up to
+        SINGLE_PUT_MAX, else (or with --multipart-chunk-size) parts read from the body as they go."""
         if info.size < self.options.multipart_threshold:
-            self._store(key, [body.read()], info)
-        else:
-            self._store(key, iter(lambda: body.read(self.options.multipart_chunksize), b""), info)
+            self._put(key, body.read(), info, multipart=False)
+            return
+        with self._streams:
+            if info.size <= SINGLE_PUT_MAX and not self.options.multipart_chunksize:
+                self._put(key, body.read(), info, multipart=False)
+            else:
+                self._put(key, self._until_aborted(file_chunks(body)), info, multipart=True)
 
     def _stream_threshold(self) -> int | None:
         return self.options.multipart_threshold
 
     def _write_stream(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
-        self._store(key, chunks, info)
+        """A download past the threshold: parts go out while it arrives (the upload overlaps it)."""
+        with self._streams:
+            self._put(key, self._until_aborted(chunks), info, multipart=True)
 
-    def _store(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
-        """One object from ``chunks``: a PutObject, or a multipart upload when it spans parts."""
-        cancel = self._aborted if info.item_id is not None else None  # the manifest is still written
-        if cancel is not None and cancel.is_set():
+    def _until_aborted(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if self._aborted.is_set():
+                raise Cancelled("upload cancelled")
+            yield chunk
+
+    def _put(self, key: str, body: bytes | Iterator[bytes], info: ObjectInfo, *, multipart: bool) -> None:
+        import obstore
+        from obstore.exceptions import BaseError
+
+        if info.item_id is not None and self._aborted.is_set():  # the manifest is still written
             raise Cancelled(f"upload of {key} cancelled")
+        size = part_size(info.size, self.options.multipart_chunksize)
+        if multipart:
+            self._unfinished.begin()
         try:
-            self._parts().upload(self.bucket, self._key(key), chunks, self._extra_args(info), cancel)
-        except (bce.BotoCoreError, bce.ClientError) as exc:
-            raise self._fail(exc, f"upload of {key}") from None
-        except Cancelled:
-            raise Cancelled(f"upload of {key} cancelled") from None
+            obstore.put(self.store(), key, body, attributes=self._attributes(info), use_multipart=multipart, chunk_size=size, max_concurrency=PARTS_PER_OBJECT)
+        except BaseException as exc:
+            if multipart:
+                self._unfinished.failed = True  # obstore aborts it, but that may have failed too: the next run checks
+            if isinstance(exc, Cancelled):
+                raise Cancelled(f"upload of {key} cancelled") from None
+            if isinstance(exc, BaseError):
+                raise self._fail(exc, f"upload of {key}") from None
+            raise
 
-    def _extra_args(self, info: ObjectInfo) -> dict[str, Any]:
-        o = self.options
-        args: dict[str, Any] = {"ContentType": info.content_type}
+    def _attributes(self, info: ObjectInfo) -> dict[str, str]:
+        attrs = {"Content-Type": info.content_type}
         if info.item_id is not None:
             meta = {META_ITEM_ID: info.item_id, META_SHA256: info.sha256, META_FORMAT: info.format}
-            args["Metadata"] = {k: v for k, v in meta.items() if v}  # sha256 is "" when streamed
-        if o.storage_class and info.item_id is not None:
-            args["StorageClass"] = o.storage_class
-        if o.sse:
-            args["ServerSideEncryption"] = o.sse
-        if o.sse_kms_key_id:
-            args["SSEKMSKeyId"] = o.sse_kms_key_id
-        return args
+            attrs.update((k, v) for k, v in meta.items() if v)  # sha256 is "" when streamed
+            if self.options.storage_class:
+                attrs["Storage-Class"] = self.options.storage_class
+        return attrs
 
     def _remove(self, keys: Sequence[str]) -> None:
-        for i in range(0, len(keys), _DELETE_BATCH):
-            batch = [{"Key": self._key(k)} for k in keys[i : i + _DELETE_BATCH]]
-            try:
-                answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
-            except (bce.BotoCoreError, bce.ClientError) as exc:
-                raise self._fail(exc, "delete") from None
-            errors = answer.get("Errors") or []
-            if errors:
-                raise DestinationError(f"S3 delete of {errors[0].get('Key')} failed: {errors[0].get('Code')}")
+        import obstore
+        from obstore.exceptions import BaseError
+
+        try:
+            obstore.delete(self.store(), list(keys))
+        except BaseError as exc:
+            raise self._fail(exc, "delete") from None
 
     def _prepare(self) -> None:
-        """Abort multipart uploads an interrupted run left in the exporter's namespace."""
-        for key, upload_id in self.stale_uploads():
-            try:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            except bce.ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
-                    raise self._fail(exc, "abort of a stale upload") from None
+        """Abort the multipart uploads a killed run left, if its marker says there may be some."""
+        self._unfinished.clean_up()
 
     def stale_uploads(self) -> list[tuple[str, str]]:
         """(key, upload id) of unfinished multipart uploads under the prefix in the exporter's namespace."""
-        found: list[tuple[str, str]] = []
-        try:
-            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self._key("")):
-                found += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", ()) if self._rel(u["Key"]).startswith(OWNED_ROOTS)]
-        except bce.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _NO_UPLOAD_LISTING:
-                return found  # some S3-compatible stores answer this way when there are none
-            raise self._fail(exc, "listing of unfinished uploads") from None
-        except bce.BotoCoreError as exc:
-            raise self._fail(exc, "listing of unfinished uploads") from None
-        return found
+        prefix = self._key("")
+        owned = lambda key: key[len(prefix) :].startswith(OWNED_ROOTS)  # noqa: E731
+        return list(_boto().stale_uploads(self._control(), self.bucket, prefix, owned))
 
     def _abort(self) -> None:
-        """Stop every item upload at its next part; their multipart uploads are aborted."""
+        """Stop every item upload at its next chunk; its multipart upload is aborted."""
         self._aborted.set()
 
     def _release(self) -> None:
-        with self._uploader_lock:
-            uploader, self._uploader = self._uploader, None
-        if uploader is not None:
-            uploader.close()
-        close = getattr(self.client, "close", None)
-        if close is not None:
-            close()
+        self._unfinished.finish()
+        with self._open_lock:
+            boto, self._boto, self._store = self._boto, None, None
+        if boto is not None and boto[1] is not None:
+            boto[1].close()
+
+
+class _Unfinished:
+    """Multipart uploads across runs: the marker object, and cleaning up after a run killed mid-upload.
+
+    The cleanup runs on a thread of its own (boto3 takes ~0.3 s to load) while small items go up;
+    a multipart upload of this run waits for it, so that it is never mistaken for a stale one.
+    A failed cleanup is a warning (such uploads only cost storage) and keeps the marker."""
+
+    def __init__(self, exporter: S3Exporter) -> None:
+        self.exp = exporter
+        self.seen = self.written = self.failed = False  # failed: one of ours may be left open
+        self.cleaned = False  # a cleanup ran to the end
+        self._lock = threading.Lock()  # guards written
+        self._cleaning: threading.Thread | None = None
+
+    def found(self, sizes: dict[str, int]) -> None:
+        self.seen = sizes.pop(MARKER_KEY, None) is not None
+
+    def clean_up(self) -> None:
+        if self.seen and self._cleaning is None:
+            self._cleaning = threading.Thread(target=self._abort_stale, name="s3-cleanup", daemon=True)
+            self._cleaning.start()
+
+    def begin(self) -> None:
+        """Before a multipart upload: the cleanup is over, and the marker is there."""
+        self.wait()
+        with self._lock:
+            if not self.written:
+                self._obstore_call("put", MARKER_KEY, b"")
+                self.written = True
+
+    def wait(self) -> None:
+        if self._cleaning is not None:
+            self._cleaning.join()
+
+    def finish(self) -> None:
+        """At the end of a run: the marker goes when every multipart upload ended well."""
+        self.wait()
+        if (self.cleaned or (self.written and not self.seen)) and not self.failed:
+            try:
+                self._obstore_call("delete", MARKER_KEY)
+            except HistoryFSError as exc:
+                log.warning("could not remove s3://%s/%s/%s (%s): the next run will clean up again", self.exp.bucket, self.exp.prefix, MARKER_KEY, exc)
+
+    def _abort_stale(self) -> None:
+        try:
+            client, boto = self.exp._control(), _boto()
+            for key, upload_id in self.exp.stale_uploads():
+                boto.abort_upload(client, self.exp.bucket, key, upload_id)
+            self.cleaned = True
+        except HistoryFSError as exc:
+            log.warning("unfinished multipart uploads under s3://%s/%s were not cleaned up: %s", self.exp.bucket, self.exp.prefix, exc)
+
+    def _obstore_call(self, name: str, *args: Any) -> None:
+        import obstore
+        from obstore.exceptions import BaseError
+
+        try:
+            getattr(obstore, name)(self.exp.store(), *args)
+        except BaseError as exc:
+            raise self.exp._fail(exc, f"{name} of {MARKER_KEY}") from None
+
+
+def _boto() -> Any:
+    """The boto3 helpers, imported on first need."""
+    from . import s3_boto as module
+
+    return module

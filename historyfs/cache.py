@@ -79,7 +79,8 @@ class BlobCache:
         self._live_parts: set[str] = set()  # names of our own .part files (the scan keeps them)
         self._gone: set[str] = set()  # hashes discarded/evicted while the scan runs
         self._clock = 0
-        self._counts = {"hits": 0, "misses": 0, "evictions": 0, "evicted_bytes": 0}
+        # lookups of a key (get_path, by opens and read-ahead alike) that found / did not find a complete blob
+        self._counts = {"lookup_hits": 0, "lookup_misses": 0, "evictions": 0, "evicted_bytes": 0}
         self._lock_fd = self._take_lock()
         self._scanned = threading.Event()
         self._stop = threading.Event()
@@ -131,7 +132,7 @@ class BlobCache:
         h = key_hash(key)
         entry = self._lookup(h)
         with self._lock:
-            self._counts["hits" if entry is not None else "misses"] += 1
+            self._counts["lookup_hits" if entry is not None else "lookup_misses"] += 1
             if entry is None:
                 return None
             tick = entry.last_used = self._tick_locked()
@@ -281,7 +282,7 @@ class BlobCache:
             return self._total
 
     def stats(self) -> dict[str, int | None]:
-        """files, bytes, max_size, hits, misses, evictions, evicted_bytes, pinned."""
+        """files, bytes, max_size, lookup_hits, lookup_misses, evictions, evicted_bytes, pinned."""
         with self._lock:
             return {
                 "files": len(self._index),

@@ -22,8 +22,9 @@ log = logging.getLogger("historyfs")
 
 # command -> "module:function" (imported lazily)
 _COMMANDS = {
-    "mount": "historyfs.mount:run_mount",
+    "mount": "historyfs.launch:run_mount",
     "unmount": "historyfs.mount:run_unmount",
+    "status": "historyfs.status:run_status",
     "demo": "historyfs.demo:run_demo",
     "fake-api": "historyfs.fakeapi.__main__:run",
     "export": "exporters.cli:run_export",
@@ -77,6 +78,14 @@ def _log_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-file", metavar="FILE", help="write the log to FILE instead of stderr")
 
 
+def _watch_seconds(text: str) -> float:
+    """--watch's optional SECONDS (a DEST written after --watch lands here: say where it goes)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SECONDS, not {text!r} (write DEST before --watch)") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="historyfs",
@@ -107,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--sizes", choices=("exact", "lazy"), default="exact", help="exact (default): a stat of a clip never opened learns its size first (a length probe, or the download); lazy: such clips show size 0 until opened (no download for `ls -l`, but tar, rclone and file managers then see empty files)")
     m.add_argument("--views", metavar="LIST", default="all", help="views to show, comma-separated: by-date, by-model, by-voice, recent, search (default all)")
     m.add_argument("--recent", metavar="N", type=_count, default=RECENT_DEFAULT, help=f"clips in recent/, newest first (default {RECENT_DEFAULT}; 0 turns recent/ off)")
-    m.add_argument("--xattrs", action="store_true", help="expose user.historyfs.* extended attributes (voice, model, text...; makes `ls -l` about twice as slow; the .json sidecars always have it all)")
+    m.add_argument("--xattrs", action="store_true", help="expose user.historyfs.* extended attributes (voice, model, text...; makes `ls -l` about 2.5 times as slow; the .json sidecars always have it all)")
     m.add_argument("--foreground", "-f", action="store_true", help="stay in front until unmounted or interrupted")
     m.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPT[,OPT...]", help="raw FUSE mount options")
     _log_options(m)
@@ -115,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("unmount", help="unmount a historyfs mount", description="Unmount MOUNTPOINT.")
     u.add_argument("mountpoint", metavar="MOUNTPOINT")
     u.add_argument("--lazy", "-z", action="store_true", help="detach now even if files are open")
+
+    st = sub.add_parser("status", help="show your historyfs mounts and how each is doing",
+                        description="Show each historyfs mount of yours: API, items, cache use, downloads, pending deletes, last refresh, recent errors and its log file. Exits 1 if a mount does not answer.")
+    st.add_argument("mountpoint", nargs="?", metavar="MOUNTPOINT", help="only this mount")
+    st.add_argument("--json", action="store_true", help="print JSON")
 
     # -- demo ----------------------------------------------------------------------------
     d = sub.add_parser("demo", help="mount a demo history served by the embedded fake API", description="Start the embedded fake API with a demo library and mount it.")
@@ -156,11 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=("mp3", "wav"), default="mp3", help="audio format (default mp3: the item's own audio)")
     e.add_argument("--tz", metavar="ZONE", help="time zone for folder and file names (default: local)")
     e.add_argument("--delete", action="store_true", help="remove what this exporter wrote for items no longer selected")
+    e.add_argument("--max-delete", metavar="N", type=int, default=100, help="with --delete, refuse to delete more than N objects (default 100; an item is 2: audio and sidecar)")
     e.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     e.add_argument("--jobs", "-j", type=int, default=8, help="transfers at once (default 8)")
     e.add_argument("--cache-dir", metavar="DIR", help="read audio from a mount's cache folder when present")
     e.add_argument("--api-deadline", metavar="SECONDS", type=float, default=60.0, help="give up an API call (retries included) after SECONDS; that item then fails and a re-run does it (default 60)")
     _concurrency_option(e)
+    e.add_argument("--watch", nargs="?", const=60.0, type=_watch_seconds, metavar="SECONDS", help="keep running: mirror each new clip within SECONDS (default 60) of its creation (DEST goes before --watch)")
+    e.add_argument("--full-resync", metavar="SECONDS", type=float, default=3600.0, help="with --watch, re-list both sides every SECONDS; deletions (--delete) happen then (default 3600; 0 = never)")
+    e.add_argument("--state-file", metavar="FILE", help="with --watch, where to keep its state (default ~/.cache/historyfs/export-watch/)")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
     e.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s3 = e.add_argument_group("S3")
@@ -184,7 +202,7 @@ def setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if getattr(args, "debug", False) or verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
     handler: logging.Handler
     log_file = getattr(args, "log_file", None)
-    if log_file:
+    if log_file and args.command != "mount":  # a mount opens its own rotated, private log (historyfs.logs)
         handler = logging.FileHandler(log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)

@@ -34,6 +34,8 @@ from .removal import Removals
 from .search import Searches
 from .views import Node, Views
 
+#: statfs's block size (what `df` counts in).
+BLOCK = 4096
 XATTR_PREFIX = "user.historyfs."
 #: xattr name (after the prefix) -> item JSON field; "kind" (audio/sidecar/wav) is added.
 XATTR_FIELDS = {"item_id": "history_item_id", "voice": "voice_name", "voice_id": "voice_id", "model": "model_id",
@@ -397,6 +399,11 @@ class HistoryFS:
         self.tell_kernel(paths)
 
     def statfs(self) -> dict[str, int]:
+        """What `df` shows: the disk cache's limit as the size, the room left under it as free space."""
+        cache = self.fetcher.cache
+        used, limit = cache.total_bytes(), cache.max_size  # type: ignore[attr-defined]
+        blocks = -(-(used if limit is None else max(limit, used)) // BLOCK)  # no limit: just what is used
+        free = 0 if limit is None else max(0, limit - used) // BLOCK
         files = len(self.index) * (2 + int(self.opts.wav))
-        return {"f_bsize": 4096, "f_frsize": 4096, "f_blocks": 0, "f_bfree": 0, "f_bavail": 0,
+        return {"f_bsize": BLOCK, "f_frsize": BLOCK, "f_blocks": blocks, "f_bfree": free, "f_bavail": free,
                 "f_files": files, "f_ffree": 0, "f_favail": 0, "f_namemax": 255}

@@ -1,9 +1,10 @@
-"""`historyfs mount` and `historyfs unmount`: checks, FUSE options, daemonizing with readiness, freshness.
+"""The mount itself and `historyfs unmount`: settings, checks, FUSE options, the runtime, serving.
 
 Owns: turning CLI arguments into a ``MountSettings``; the checks that must fail before anything
-is mounted (key, API, mountpoint, FUSE present); assembling the runtime (cache, index, client,
-fetcher, journal, refresher, HistoryFS) in ``Runtime``; the FUSE options;
-the fork + pipe readiness handshake; and unmounting. The binding (mfusepy) is imported only when mounting.
+is mounted (mountpoint, FUSE present, API errors explained); assembling the runtime (cache, index,
+client, fetcher, journal, refresher, HistoryFS) in ``Runtime``; the FUSE options; ``serve``; and
+unmounting. Starting from the command line (log, messages, daemon) is ``historyfs.launch``.
+The binding (mfusepy) is imported only when mounting.
 Threads start in FUSE ``init`` (after any fork). Signals: libfuse's own SIGINT/SIGTERM/SIGHUP
 handlers end the loop and unmount; every thread we start inherits libfuse's blocked mask.
 """
@@ -221,12 +222,6 @@ def api_errors_explained(api_url: str) -> Iterator[None]:
         raise ConfigError(f"cannot reach the API at {api_url} ({exc})") from None
 
 
-def check_api(settings: MountSettings) -> None:
-    """The key works and the API answers (one cheap list call)."""
-    with make_client(settings) as client, api_errors_explained(settings.api_url):
-        client.check_auth()
-
-
 def needs_api_check(s: MountSettings) -> bool:
     """A first mount (no index yet) lists everything before it goes live: that listing is the
     check, with the same errors, so the separate call is skipped (one round trip less at start)."""
@@ -331,7 +326,8 @@ def fuse_kwargs(s: MountSettings, major: int = 3) -> dict[str, object]:
         negative_timeout=NEGATIVE_SECONDS, use_ino=True, hard_remove=True, auto_unmount=True, fsname="historyfs",
         subtype="historyfs", noatime=True, nodev=True, nosuid=True, default_permissions=True,
     )
-    opts.update({"max_threads": MAX_THREADS} if major == 3 else {"max_background": 64})
+    # max_idle_threads given: libfuse 3.14.0 complains on stderr about its own default (-1) otherwise
+    opts.update({"max_threads": MAX_THREADS, "max_idle_threads": MAX_THREADS} if major == 3 else {"max_background": 64})
     if not s.options.allow_delete or s.options.read_only:
         opts["ro"] = True
     if s.allow_other:
@@ -410,67 +406,6 @@ def sd_notify(message: str) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.connect("\0" + addr[1:] if addr.startswith("@") else addr)
         sock.sendall(message.encode())
-
-
-def _daemonize(s: MountSettings) -> int:
-    """Fork; the child mounts and says "ready" (or its error) on a pipe; the parent relays it."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(w)
-        with os.fdopen(r, "rb") as pipe:
-            answer = pipe.readline().decode(errors="replace").strip()
-        if answer == "ready":
-            return 0
-        os.waitpid(pid, 0)
-        raise HistoryFSError(answer.removeprefix("error: ") or "the mount process died before the mount was ready")
-    os.close(r)
-    os._exit(_child(s, w))
-
-
-def _child(s: MountSettings, w: int) -> int:
-    os.setsid()
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-
-    def ready() -> None:
-        os.write(w, b"ready\n")
-        os.close(w)
-
-    try:
-        serve(s, ready)
-        return 0
-    except HistoryFSError as exc:
-        _tell(w, str(exc))
-    except Exception as exc:
-        log.exception("mount failed")
-        _tell(w, f"internal error: {exc.__class__.__name__}: {exc}")
-    return 1
-
-
-def _tell(w: int, message: str) -> None:
-    try:
-        os.write(w, f"error: {message}\n".encode())
-    except OSError:
-        pass  # already said "ready": the error is in the log
-
-
-def run_mount(args: argparse.Namespace) -> int:
-    s = settings_from_args(args)
-    check_fuse()
-    check_mountpoint(s.mountpoint, s.fuse_options)
-    if needs_api_check(s):
-        check_api(s)
-    if not s.foreground:
-        return _daemonize(s)
-
-    def ready() -> None:
-        log.info("mounted at %s", s.mountpoint)
-        sd_notify("READY=1")
-
-    serve(s, ready)
-    return 0
 
 
 def run_unmount(args: argparse.Namespace) -> int:

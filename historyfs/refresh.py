@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-from .client import HistoryClient
 from .errors import ApiError, HistoryFSError
-from .index import Index
-from .stats import Counters
+
+if TYPE_CHECKING:  # imported for types only, so `historyfs export --watch` can share the cursor without the index
+    from .client import HistoryClient
+    from .index import Index
+    from .models import HistoryItem
+    from .stats import Counters
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,12 @@ log = logging.getLogger(__name__)
 MISS_REFRESH_INTERVAL = 5.0
 #: How long such a lookup waits for its refresh (the API may be down: never hang a stat).
 MISS_REFRESH_WAIT = 2.0
+
+
+def newer_items(client: HistoryClient, newest: int) -> Iterator[HistoryItem]:
+    """The refresh cursor (also `historyfs export --watch`'s): items dated at or after ``newest``, the
+    newest date known, newest first, 1000 a page; one request when nothing is new."""
+    return client.iter_items(page_size=1000, date_after_unix=newest, sort_direction="desc")
 
 
 class Refresher:
@@ -45,7 +55,7 @@ class Refresher:
         if newest is None:
             return self.full()
         with self._lock:
-            added = self.index.merge(self.client.iter_items(page_size=1000, date_after_unix=newest, sort_direction="desc"))
+            added = self.index.merge(newer_items(self.client, newest))
         self.counters.add("refreshes")
         self.counters.mark("last_refresh")
         return added

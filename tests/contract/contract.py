@@ -15,7 +15,7 @@ from typing import Protocol
 
 import pytest
 
-from exporters import Cancelled, DestinationError, Exporter, ItemUpload, get_exporter_class
+from exporters import Cancelled, DestinationError, Entry, Exporter, ItemUpload, get_exporter_class
 from exporters.base import MANIFEST_KEY
 
 ODD_KEY = "by-voice/Zoë ／ x/2026-11/2026-11-23/14-03-27 Hi: it's [ab] é #1 %20.mp3"
@@ -119,6 +119,15 @@ class ExporterContract:
             exporter.put_item(up)
         assert harness.read(up.audio_key) == data
         assert exporter.listing()[up.audio_key].sha256 == hashlib.sha256(data).hexdigest()
+
+    def test_a_large_body_of_unknown_length_arrives_whole(self, harness: Harness, exporter: Exporter) -> None:
+        """Past every store's streaming threshold (8 MiB by default), without a size_hint (a chunked response)."""
+        data = audio_of("itemOOOOOOOOOOOOOOOO", 9 * 1024 * 1024 + 7)
+        up = upload("itemOOOOOOOOOOOOOOOO", data, chunk=64 * 1024)
+        exporter.prepare()
+        exporter.put_item(up)
+        assert harness.read(up.audio_key) == data
+        assert exporter.listing()[up.audio_key] == Entry(up.item_id, hashlib.sha256(data).hexdigest(), len(data), "mp3")
 
     def test_broken_stream_leaves_nothing_visible(self, harness: Harness, exporter: Exporter) -> None:
         up = upload("itemEEEEEEEEEEEEEEEE")

@@ -4,6 +4,7 @@ under --max-concurrent end exact and none fails; chunked audio; the length probe
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -112,6 +113,10 @@ def test_audio_length_probe_with_head_off_and_on(tenant: FakeTenant) -> None:
     ids = [d["history_item_id"] for d in tenant.library.items()[:3]]
     with _client(tenant) as c:  # default: HEAD is 405, as from the real API
         assert c.audio_length(ids[0]) is None and c.audio_length(ids[1]) is None
+    deadline = time.monotonic() + 5  # the server counts a request just after answering it
+    while tenant.library.stats.snapshot()["total"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
     assert tenant.library.stats.snapshot()["total"] == 1  # the second answer came from memory
     tenant.server.set_faults(Faults(head=True))
     with _client(tenant) as c:

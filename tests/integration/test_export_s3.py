@@ -40,10 +40,14 @@ def objects(client: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
     return out
 
 
+MARKER = f"{PREFIX}/.historyfs-multipart"
+
+
 def mirrored(client: Any, bucket: str) -> dict[str, bytes]:
-    """What the exporter put under PREFIX, keys relative to it, manifest left out."""
+    """What the exporter put under PREFIX, keys relative to it, its bookkeeping (manifest, multipart marker) left out."""
     found = objects(client, bucket, PREFIX + "/")
     found.pop(MANIFEST, None)
+    found.pop(MARKER, None)
     return {k[len(PREFIX) + 1 :]: v for k, v in found.items()}
 
 
@@ -72,6 +76,20 @@ def test_export_to_s3_with_metadata_then_rerun_uploads_nothing(tenant: Tenant, c
     assert (again["uploaded"], again["skipped"]) == (0, 24) and len(tenant.requests("audio")) == audio_calls
 
 
+def test_runs_load_neither_boto3_nor_the_sdk(tenant: Tenant, cli: Any, s3_env: S3Server, s3_bucket: str) -> None:
+    """Start fast: with credentials and region in the environment, a first run (small items) and a
+    no-op re-run need obstore only (boto3 is for the credential chain and a killed run's uploads)."""
+    probe = (
+        "import sys; from historyfs.cli import main; code = main(sys.argv[1:]); "
+        "print(sorted(m for m in ('boto3', 'botocore', 'elevenlabs', 's3transfer') if m in sys.modules)); sys.exit(code)"
+    )
+    env = {**os.environ, "ELEVENLABS_API_KEY": tenant.key, "PYTHONPATH": str(ROOT)}
+    for uploaded in (24, 0):
+        r = subprocess.run([sys.executable, "-c", probe, "export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC", "--json"], env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout[: r.stdout.rindex("}") + 1])["uploaded"] == uploaded and r.stdout.strip().endswith("[]")
+
+
 def test_delete_on_s3_stays_inside_the_prefix(tenant: Tenant, cli: Any, s3_client: Any, s3_bucket: str) -> None:
     s3_client.put_object(Bucket=s3_bucket, Key="mirror/outside.mp3", Body=b"not under the prefix")
     s3_client.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/by-voice/foreign.mp3", Body=b"not ours")
@@ -95,6 +113,28 @@ def test_large_item_goes_multipart(tenant: Tenant, cli: Any, s3_client: Any, s3_
     assert uploads_in_progress(s3_client, s3_bucket) == []
 
 
+def test_a_large_cached_item_is_one_put_and_a_large_download_streams_in_parts(tenant: Tenant, cli: Any, s3_client: Any, s3_bucket: str, tmp_path: Path) -> None:
+    """From a mount's cache (size known, nothing to wait for): one PUT, its sha256 in the metadata.
+    From the API: parts go out while it downloads (no part assembly is worth holding 9 MiB for)."""
+    from historyfs.cache import BlobCache
+
+    items = [HistoryItem.from_json(tenant.lib.add_item(text=f"chapter {n}", voice_id="BigVoiceIdBBBBBBBBBB", voice_name="Big", audio_size=9 * 1024 * 1024)) for n in (1, 2)]
+    cache = BlobCache(tmp_path / "cache")
+    try:
+        w = cache.writer(f"{items[0].history_item_id}.mp3")
+        w.write(tenant.lib.audio_bytes(items[0].history_item_id))
+        w.commit()
+    finally:
+        cache.close()
+    r = cli("export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC", "--voice", "Big", "--cache-dir", str(tmp_path / "cache"))
+    assert r.code == 0, r.err
+    keys = [f"{PREFIX}/{tenant.placements()[i.history_item_id].relpath('by-voice')}" for i in items]
+    heads = [s3_client.head_object(Bucket=s3_bucket, Key=k) for k in keys]
+    assert "-" not in heads[0]["ETag"] and heads[1]["ETag"].strip('"').endswith("-2")
+    assert heads[0]["Metadata"]["historyfs-sha256"] == hashlib.sha256(tenant.lib.audio_bytes(items[0].history_item_id)).hexdigest()
+    assert all(objects(s3_client, s3_bucket, k)[k] == tenant.lib.audio_bytes(i.history_item_id) for k, i in zip(keys, items, strict=True))
+
+
 def test_storage_class_sse_and_checksum_mode(tenant: Tenant, cli: Any, s3_client: Any, s3_bucket: str) -> None:
     item = next(i for i in tenant.items() if i.voice_id)
     args = ("--storage-class", "STANDARD_IA", "--sse", "AES256", "--checksum-mode", "when_required", "--voice", item.voice_id or "")
@@ -104,13 +144,16 @@ def test_storage_class_sse_and_checksum_mode(tenant: Tenant, cli: Any, s3_client
 
 
 def test_stale_multipart_uploads_of_the_exporter_are_aborted(tenant: Tenant, cli: Any, s3_client: Any, s3_bucket: str) -> None:
+    """A run killed mid-multipart leaves its marker: the next run aborts what is left open in its namespace, then removes it."""
     ours = s3_client.create_multipart_upload(Bucket=s3_bucket, Key=f"{PREFIX}/by-voice/X/2026-11/2026-11-01/half.mp3")
     theirs = s3_client.create_multipart_upload(Bucket=s3_bucket, Key=f"{PREFIX}/someone-else/big.bin")
+    s3_client.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/.historyfs-multipart", Body=b"")
     assert cli("export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC", "--dry-run").code == 0
     assert len(uploads_in_progress(s3_client, s3_bucket)) == 2  # a dry run changes nothing
     assert cli("export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC").code == 0
     assert uploads_in_progress(s3_client, s3_bucket) == [f"{PREFIX}/someone-else/big.bin"]
     assert ours["UploadId"] != theirs["UploadId"]
+    assert MARKER not in objects(s3_client, s3_bucket, PREFIX)
 
 
 # -- interrupted runs ------------------------------------------------------------------------
@@ -215,6 +258,18 @@ def test_unknown_profile(tenant: Tenant, cli: Any, s3_env: S3Server, s3_bucket: 
     _assert_refused(cli("export", f"s3://{s3_bucket}/x", "--profile", "nobody"), tenant, "AWS profile 'nobody' not found")
 
 
+def test_credentials_from_a_profile(tenant: Tenant, cli: Any, s3_env: S3Server, s3_client: Any, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without keys in the environment, or with --profile, boto3's chain provides them to the S3 client."""
+    creds = tmp_path / "credentials"
+    creds.write_text(f"[backup]\naws_access_key_id = {s3_env.env['AWS_ACCESS_KEY_ID']}\naws_secret_access_key = {s3_env.env['AWS_SECRET_ACCESS_KEY']}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    r = cli("export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC", "--profile", "backup", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["uploaded"] == 24 and mirrored(s3_client, s3_bucket) == expected_files(tenant, tenant.items())
+
+
 def test_access_denied(tenant: Tenant, cli: Any, s3_env: S3Server, denying_endpoint: str) -> None:
     _assert_refused(cli("export", "s3://locked-bucket/x", "--endpoint-url", denying_endpoint), tenant, "access denied to S3 bucket 'locked-bucket'")
 
@@ -232,35 +287,44 @@ def test_sse_kms_key_needs_kms(tenant: Tenant, cli: Any, s3_env: S3Server, s3_bu
 
 
 def test_abort_cancels_an_in_flight_multipart_upload(s3_env: S3Server, s3_client: Any, s3_bucket: str) -> None:
+    """A large item streaming in parts when abort() comes: its upload is aborted, nothing is visible."""
     from exporters import DestinationOptions, ItemUpload
     from exporters.s3 import S3Exporter
-    from tests.fixtures.s3_proxy import ProxyFaults, S3FaultProxy
 
     mib = 1024 * 1024
-    with S3FaultProxy(s3_env.endpoint_url, faults=ProxyFaults(delay_s=0.4)) as proxy:
-        opts = DestinationOptions(endpoint_url=proxy.url, multipart_threshold=5 * mib, multipart_chunksize=5 * mib, max_concurrency=1)
-        exp = S3Exporter(f"s3://{s3_bucket}/{PREFIX}", opts)
-        up = ItemUpload("itemAAAAAAAAAAAAAAAA", "by-voice/V/2026-11/2026-11-01/big.mp3", "by-voice/V/2026-11/2026-11-01/big.json", [b"\x01" * (16 * mib)], b"{}", "audio/mpeg", "mp3")
-        errors: list[BaseException] = []
+    released = threading.Event()
 
-        def put() -> None:
-            try:
-                exp.put_item(up)
-            except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
-                errors.append(exc)
+    def download() -> Iterator[bytes]:  # a body arriving in 64 KiB chunks; held after 12 MiB until the test releases it
+        for n in range(24 * 16):
+            if n == 12 * 16:
+                released.wait(timeout=60)
+            yield b"\x01" * (64 * 1024)
 
-        worker = threading.Thread(target=put)
-        worker.start()
+    opts = DestinationOptions(endpoint_url=s3_env.endpoint_url, multipart_threshold=5 * mib, multipart_chunksize=5 * mib)
+    exp = S3Exporter(f"s3://{s3_bucket}/{PREFIX}", opts)
+    up = ItemUpload("itemAAAAAAAAAAAAAAAA", "by-voice/V/2026-11/2026-11-01/big.mp3", "by-voice/V/2026-11/2026-11-01/big.json", download(), b"{}", "audio/mpeg", "mp3")
+    errors: list[BaseException] = []
+
+    def put() -> None:
         try:
-            while not uploads_in_progress(s3_client, s3_bucket) and worker.is_alive():
-                time.sleep(0.02)
-            exp.abort()
-        finally:
-            worker.join(timeout=60)
-            exp.close(persist=False)
-    assert errors and "upload" in str(errors[0])
+            exp.put_item(up)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            errors.append(exc)
+
+    worker = threading.Thread(target=put)
+    worker.start()
+    try:
+        while not uploads_in_progress(s3_client, s3_bucket) and worker.is_alive():
+            time.sleep(0.02)
+        exp.abort()
+    finally:
+        released.set()
+        worker.join(timeout=60)
+        exp.close(persist=False)
+    assert errors and "upload" in str(errors[0]) and "cancelled" in str(errors[0])
     assert uploads_in_progress(s3_client, s3_bucket) == []
     assert mirrored(s3_client, s3_bucket) == {}
+    assert MARKER in objects(s3_client, s3_bucket, PREFIX)  # kept: the next run checks for uploads left open
 
 
 def test_ctrl_c_records_what_finished_and_the_next_run_does_the_rest(slow_api: FakeApiServer, s3_env: S3Server, s3_client: Any, s3_bucket: str) -> None:

@@ -6,7 +6,8 @@
 - ``usage(pid)``: the mount process's resident memory and open descriptors (/proc).
 - ``kill_mount(m)``: SIGKILL the mount process alone, then wait for ``auto_unmount`` to remove it.
 - ``rsync(src, dst)``: one bounded `rsync -a` run, with the files it reported read errors for.
-- ``report``: figures for the lead, written to ``REPORT_PATH`` and summarised after the run.
+- ``report``: figures for the lead, kept as each test's properties (JUnit XML) and summarised after
+  the run; no file is written (a suite leaves nothing behind in /tmp).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from historyfs.models import HistoryItem
 from tests.fixtures.fake_api import FakeTenant
 from tests.fixtures.mount import Mount, _is_mounted
 
-REPORT_PATH = Path("/tmp/historyfs-reliability-report.json")
 REPORT: dict[str, Any] = {}
 UTC = ZoneInfo("UTC")
 #: Seeded items' dates end here (as the fake's generator's do), so no date is "today".
@@ -207,11 +207,10 @@ def report(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
         REPORT[request.node.name] = figures
         for k, v in figures.items():
             request.node.user_properties.append((k, v))
-        REPORT_PATH.write_text(json.dumps(REPORT, indent=2, sort_keys=True) + "\n")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if REPORT:
-        terminalreporter.write_sep("-", f"reliability figures (also in {REPORT_PATH})")
+        terminalreporter.write_sep("-", "reliability figures")
         for name, figures in REPORT.items():
             terminalreporter.write_line(f"{name}: {json.dumps(figures, sort_keys=True)}")
