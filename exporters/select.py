@@ -13,6 +13,9 @@ Decisions:
   ``--search`` is trusted to the server (its matching rules are the API's).
 - Dates: ``YYYY-MM-DD`` is a whole day in ``--tz``; ``--until DAY`` includes that whole day. An
   ISO datetime is an instant (naive = in ``--tz``); both bounds are inclusive to the second.
+- ``--path`` selects what the mount shows there: a folder of by-date, by-model or by-voice; ``recent``
+  (the mount's default count of newest items, keys ``recent/<flat name>``); ``search/<words>`` (what the
+  API's search finds, as ``--search <words>``; keys ``search/<words>/<flat name>``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from historyfs.errors import ConfigError
-from historyfs.layout import Placement, split_selection
+from historyfs.layout import RECENT, RECENT_DEFAULT, SEARCH, Placement, newest, split_selection
 from historyfs.models import HistoryItem
 
 log = logging.getLogger(__name__)
@@ -69,8 +72,9 @@ class Criteria:
     source: str | None = None
     search: str | None = None
     window: Window = field(default_factory=Window)
-    view: str = DEFAULT_VIEW
+    view: str = DEFAULT_VIEW  # where keys go: a view, or a search's folder ("search/<words>")
     folder: tuple[str, ...] | None = None
+    only: frozenset[str] | None = None  # --path recent: the ids of the newest items
 
     def server_filters(self) -> dict[str, Any]:
         """The list endpoint's filters that express (part of) this selection."""
@@ -88,6 +92,7 @@ class Criteria:
             and (self.source is None or item.source == self.source)
             and self.window.contains(item.date_unix)
             and (self.folder is None or place.under(self.view, self.folder))
+            and (self.only is None or item.history_item_id in self.only)
         )
 
     def _voice_ok(self, item: HistoryItem, place: Placement) -> bool:
@@ -100,7 +105,16 @@ def resolve(sel: Selection, tz: tzinfo, items: Iterable[HistoryItem], placements
     """Check and resolve ``sel`` (ConfigError on bad input) against the full listing."""
     view, folder = split_selection(sel.path) if sel.path else (DEFAULT_VIEW, None)
     ids, dirs = resolve_voices(sel.voices, items, placements) if sel.voices else (None, frozenset[str]())
-    return Criteria(ids, dirs, _opt(sel.model), _opt(sel.source), _opt(sel.search), parse_window(sel.since, sel.until, tz), view, folder)
+    search, only = _opt(sel.search), None
+    if view == RECENT:
+        folder, only = None, frozenset(i.history_item_id for i in newest(items, RECENT_DEFAULT))
+    elif view == SEARCH:
+        assert folder is not None
+        if search is not None and search != folder[0]:
+            raise ConfigError(f"--search {sel.search!r} and --path {sel.path!r} ask for two searches: give one")
+        view, folder, search = f"{SEARCH}/{folder[0]}", None, folder[0]
+    window = parse_window(sel.since, sel.until, tz)
+    return Criteria(ids, dirs, _opt(sel.model), _opt(sel.source), search, window, view, folder, only)
 
 
 def _opt(text: str | None) -> str | None:

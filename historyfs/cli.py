@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import HistoryFSError
+from .layout import RECENT_DEFAULT
 
 log = logging.getLogger("historyfs")
 
@@ -57,6 +58,13 @@ def _concurrency(text: str) -> int:
     """--max-concurrency: a whole number >= 1 (argparse turns the error into one line)."""
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0 (argparse turns the error into one line)."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, not {text!r}")
     return int(text)
 
 
@@ -111,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--gid", type=int, help="group of every file (default: yours)")
     m.add_argument("--umask", metavar="OCTAL", help="permission bits to clear, octal (default 022)")
     m.add_argument("--sizes", choices=("exact", "lazy"), default="exact", help="exact (default): a stat of a clip never opened learns its size first (a length probe, or the download); lazy: such clips show size 0 until opened (no download for `ls -l`, but tar, rclone and file managers then see empty files)")
+    m.add_argument("--views", metavar="LIST", default="all", help="views to show, comma-separated: by-date, by-model, by-voice, recent, search (default all)")
+    m.add_argument("--recent", metavar="N", type=_count, default=RECENT_DEFAULT, help=f"clips in recent/, newest first (default {RECENT_DEFAULT}; 0 turns recent/ off)")
     m.add_argument("--xattrs", action="store_true", help="expose user.historyfs.* extended attributes (voice, model, text...; makes `ls -l` about 2.5 times as slow; the .json sidecars always have it all)")
     m.add_argument("--foreground", "-f", action="store_true", help="stay in front until unmounted or interrupted")
     m.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPT[,OPT...]", help="raw FUSE mount options")
@@ -162,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--until", metavar="DATE", help="only items before the end of DATE (YYYY-MM-DD or ISO time)")
     e.add_argument("--search", metavar="TEXT", help="only items whose text matches TEXT")
     e.add_argument("--source", metavar="SOURCE", help="only items of this source (TTS, STS, ...)")
-    e.add_argument("--path", metavar="FOLDER", help="only items under this folder of the layout, e.g. by-voice/Rachel/2026-11")
+    e.add_argument("--path", metavar="FOLDER", help="only what the mount shows in this folder, e.g. by-voice/Rachel/2026-11, by-model/eleven_v3, recent or search/WORDS")
     e.add_argument("--format", choices=("mp3", "wav"), default="mp3", help="audio format (default mp3: the item's own audio)")
     e.add_argument("--tz", metavar="ZONE", help="time zone for folder and file names (default: local)")
     e.add_argument("--delete", action="store_true", help="remove what this exporter wrote for items no longer selected")

@@ -1,8 +1,8 @@
 """HistoryFS: the mount's path-level operations (stat, list, open, read, unlink...) with no FUSE import.
 
-Owns path resolution over the index (the views of ``layout.VIEWS``, the hidden control folder
-``/.historyfs/``), attributes (modes, inode numbers, exact sizes, mtimes), open file handles, the
-size contract and the delete policy (``removal.Removals``). A size the kernel is told is exact:
+Owns attributes (modes, inode numbers, exact sizes, mtimes) of what ``views.Views`` resolves (the
+views the mount shows, the hidden control folder ``/.historyfs/``), open file handles, the size
+contract and the delete policy (``removal.Removals``). A size the kernel is told is exact:
 a stat of a clip whose size is unknown learns it first (``Fetcher.learn_size``) and starts
 learning its folder's other unknown sizes (``readahead.FolderScout``); with ``--sizes lazy`` it
 answers 0 until an open learns it. Whatever the mount learns that the kernel may hold stale (a
@@ -28,13 +28,14 @@ from .deletes import DeleteJournal
 from .errors import fail
 from .fetcher import Fetch, Fetcher
 from .index import Changes, Folder, Index, Slim
-from .layout import AUDIO, CONTROL_DIR as CONTROL, SIDECAR, STATS_FILE, VIEWS, WAV, cache_key, file_name, item_kinds, split_name
+from .layout import CONTROL_DIR as CONTROL, SIDECAR, STATS_FILE, VIEWS, WAV, cache_key, file_name, item_kinds
 from .readahead import FolderScout, ReadAhead
 from .removal import Removals
+from .search import Searches
+from .views import Node, Views
+
 #: statfs's block size (what `df` counts in).
 BLOCK = 4096
-#: A view's items sit at view/<3 folders>/<file>.
-FILE_DEPTH = 5
 XATTR_PREFIX = "user.historyfs."
 #: xattr name (after the prefix) -> item JSON field; "kind" (audio/sidecar/wav) is added.
 XATTR_FIELDS = {"item_id": "history_item_id", "voice": "voice_name", "voice_id": "voice_id", "model": "model_id",
@@ -53,6 +54,7 @@ class Options:
     umask: int = 0o022
     xattrs: bool = False  # --xattrs: user.historyfs.* extended attributes (costs `ls -l` two round trips a file)
     lazy_sizes: bool = False  # --sizes lazy: 0 until an open learns the size (no download for a stat)
+    views: tuple[str, ...] = VIEWS  # --views (recent/ left out with --recent 0)
 
 
 class Attr(NamedTuple):
@@ -108,16 +110,6 @@ class BytesReader:
         pass
 
 
-class Node(NamedTuple):
-    """What a path names: a folder, an item file, a control file or a ghost (a tuple: built on every lookup)."""
-
-    parts: tuple[str, ...]
-    folder: Folder | None = None
-    slim: Slim | None = None
-    kind: str = ""  # AUDIO / SIDECAR / WAV for item files, "control" for control files
-    ghost: Any = None  # the attributes of a name a delete removed (removal.Removals)
-
-
 @dataclass(slots=True)
 class Handle:
     reader: Any  # BytesReader, or a fetcher Blob for audio
@@ -133,14 +125,18 @@ def ino_of(name: str) -> int:
 
 
 class HistoryFS:
-    """The filesystem, path by path. ``stats`` builds stats.json; ``on_miss`` refreshes (bounded)."""
+    """The filesystem, path by path. ``stats`` builds stats.json; ``on_miss`` refreshes (bounded);
+    ``searches`` answers search/ (no search/ without it)."""
 
     def __init__(self, index: Index, fetcher: Fetcher, deletes: DeleteJournal | None, options: Options,
                  stats: Callable[[], bytes] = lambda: b"{}\n", on_miss: Callable[[], bool] | None = None,
-                 notify: Notifier | None = None) -> None:
+                 notify: Notifier | None = None, searches: Searches | None = None) -> None:
         self.index, self.fetcher, self.opts = index, fetcher, options
         self._stats, self._on_miss = stats, on_miss
         self.notify: Notifier = notify or NoNotifier()
+        self.views = Views(index, options.views, searches, options.wav)
+        if searches is not None:
+            searches.tell = self.tell_kernel
         self.readahead = ReadAhead(fetcher.prefetch)
         self.scout = FolderScout(fetcher.learn_later)
         self.removals = Removals(self, deletes)
@@ -157,7 +153,7 @@ class HistoryFS:
         parts = tuple(path[1:].split("/")) if path.startswith("/") and "//" not in path and path != "/" \
             else tuple(p for p in path.split("/") if p)  # FUSE paths are "/a/b": the first form
         node = self._lookup(parts)
-        if node is None and self._on_miss is not None and parts and parts[0] in VIEWS and self._on_miss():
+        if node is None and self._on_miss is not None and self.views.is_view(parts) and self._on_miss():
             node = self._lookup(parts)
         if node is None:
             ghost = self.removals.ghost(path)
@@ -167,30 +163,13 @@ class HistoryFS:
         return node
 
     def _lookup(self, parts: tuple[str, ...]) -> Node | None:
-        if parts and parts[0] == CONTROL:
-            if len(parts) == 1:
-                return Node(parts, folder=Folder())
-            return Node(parts, kind="control") if parts[1:] == (STATS_FILE,) else None
-        parent = self.index.folder(parts[:-1]) if parts else None
-        folder = parent.dirs.get(parts[-1]) if parent is not None else self.index.root if not parts else None
-        if folder is not None:
-            return Node(parts, folder=folder)
-        if parent is None or len(parts) != FILE_DEPTH or parts[0] not in VIEWS:
+        node = self.views.lookup(parts)
+        if node is not None and node.slim is not None and self.removals.hidden(node.slim.history_item_id, node.kind):
             return None
-        found = self._file_in(parent, parts[-1])
-        if found is None or self.removals.hidden(found[0].history_item_id, found[1]):
-            return None
-        return Node(parts, slim=found[0], kind=found[1])
-
-    def _file_in(self, folder: Folder, name: str) -> tuple[Slim, str] | None:
-        for stem, kind, ext in split_name(name, self.opts.wav):
-            s = folder.files.get(stem)
-            if s is not None and (s.ext == ext if kind == AUDIO else kind in self.kinds(s)):
-                return s, kind
-        return None
+        return node
 
     def kinds(self, slim: Slim) -> tuple[str, ...]:
-        return item_kinds(slim.ext, self.opts.wav)
+        return self.views.kinds(slim)
 
     @staticmethod
     def job_of(slim: Slim, kind: str) -> Fetch:
@@ -222,8 +201,8 @@ class HistoryFS:
         return self.item_attr(node.slim, node.kind, size)
 
     def item_attr(self, slim: Slim, kind: str, size: int) -> Attr:
-        return Attr(self._file_mode, size, slim.date_unix, ino_of(f"{slim.history_item_id}:{kind}"), len(VIEWS),
-                    self.opts.uid, self.opts.gid)
+        return Attr(self._file_mode, size, slim.date_unix, ino_of(f"{slim.history_item_id}:{kind}"),
+                    len(self.views.trees) or 1, self.opts.uid, self.opts.gid)
 
     def known_size(self, slim: Slim, kind: str) -> int | None:
         """The size if known without any I/O (a listing may carry it), else None."""
@@ -248,7 +227,7 @@ class HistoryFS:
 
     def _unknown_in(self, parts: tuple[str, ...], kind: str) -> list[Fetch]:
         """The folder's clips of unknown size, in name order (the order `ls -l` and tar stat them)."""
-        folder = self.index.folder(parts)
+        folder = self.views.folder(parts)
         if folder is None:
             return []
         stems = sorted(self.index.names(folder)[1])
@@ -274,28 +253,23 @@ class HistoryFS:
                 return [(".", node.ghost), ("..", None)]
             raise fail(errno.ENOTDIR, path)
         here = self.dir_attr(node.parts, node.folder) if node.ghost is None else node.ghost
-        dirs, files = self.index.names(node.folder)
-        if not node.parts:
-            dirs = [*dirs, CONTROL]
-        named: list[tuple[str, Attr | None]] = []
-        for d in dirs:
-            sub = node.folder.dirs.get(d)
-            named.append((d, self.dir_attr((*node.parts, d), sub if sub is not None else Folder())))
+        dirs, files, ordered = self.views.listing(node.parts, node.folder)
+        named = [(d, self.dir_attr((*node.parts, d), sub)) for d, sub in dirs]
         if node.parts == (CONTROL,):
             named.append((STATS_FILE, None))
-        elif node.parts:
-            named += self._files(files)
-        named.sort(key=lambda e: e[0])
+        named += self._files(files)
+        if not ordered:
+            named.sort(key=lambda e: e[0])
         return [(".", here), ("..", None), *named]
 
     def _files(self, files: list[tuple[str, Slim]]) -> list[tuple[str, Attr | None]]:
+        """Each item's files, named from the folder's key (its stem, or in a flat folder its flat stem)."""
         out: list[tuple[str, Attr | None]] = []
-        for _, slim in files:
+        for key, slim in files:
             for kind in self.kinds(slim):
                 if not self.removals.hidden(slim.history_item_id, kind):
                     size = self.known_size(slim, kind)
-                    out.append((file_name(slim.stem, slim.ext, kind),
-                                None if size is None else self.item_attr(slim, kind, size)))
+                    out.append((file_name(key, slim.ext, kind), None if size is None else self.item_attr(slim, kind, size)))
         return out
 
     # -- xattrs ---------------------------------------------------------------------------
@@ -348,11 +322,11 @@ class HistoryFS:
         job = self.job_of(slim, kind)
         told_zero = self.opts.lazy_sizes and self.index.size(job.key) is None
         blob = self.fetcher.open(job)
-        view = node.parts[0]
-        self.readahead.opened(job.key, lambda n: [self.job_of(s, kind) for s in self.index.following(view, slim, n)])
+        parts = node.parts
+        self.readahead.opened(job.key, lambda n: [self.job_of(s, kind) for s in self.views.following(parts, slim, n)])
         size = blob.size() if blob.size_known else None
         if told_zero and size is not None:
-            self.tell_kernel(slim.placement.paths((kind,)))  # a stat said 0: the kernel must ask again
+            self.tell_kernel(self.views.item_paths(slim.placement, (kind,)))  # a stat said 0: the kernel must ask again
         opened = self._add_handle(Handle(blob, job.key, node, size), keep_cache=size is not None,
                                   direct_io=size is None)
         if size is None and told_zero:
@@ -365,7 +339,7 @@ class HistoryFS:
             blob.size(self.fetcher.deadline)
         except Exception:  # the download failed: nothing learned, nothing to tell
             return
-        self.tell_kernel(slim.placement.paths((kind,)))
+        self.tell_kernel(self.views.item_paths(slim.placement, (kind,)))
 
     def _add_handle(self, handle: Handle, *, keep_cache: bool, direct_io: bool) -> Opened:
         with self._lock:
@@ -419,9 +393,9 @@ class HistoryFS:
             return
         paths: list[str] = []
         for place in changes.left:
-            paths += place.paths(item_kinds(place.ext, self.opts.wav))
+            paths += self.views.item_paths(place, item_kinds(place.ext, self.opts.wav))
         for place in (*changes.left, *changes.took):
-            paths += place.folder_paths()
+            paths += self.views.folder_paths(place)
         self.tell_kernel(paths)
 
     def statfs(self) -> dict[str, int]:

@@ -3,8 +3,10 @@
 Owns: the ``index.sqlite3`` database in the cache folder (WAL; tables ``items``, ``sizes``,
 ``meta``; ``deletes.py`` adds ``journal`` to the same file), the in-memory records (``tree.Slim``:
 only what a path, a stat and the layout need; no raw JSON, so 100,000 items stay small) and the
-two views built from them with ``historyfs.layout`` (as ``tree.Folder`` trees). Never touches the network: callers feed it
-items (``merge`` / ``replace_all``) and it answers lookups from memory.
+views built from them with ``historyfs.layout`` (as ``tree.Folder`` trees): the tree views the
+mount shows and recent/, a function of the items (search/ is not the index's: ``search.Searches``).
+Never touches the network: callers feed it items (``merge`` / ``replace_all``) and it answers
+lookups from memory.
 
 Listed items reach RAM (and so the mount) first; their sidecars are encoded and stored by a
 writer thread that runs behind the listing (at most ``WRITE_BACKLOG`` batches, so memory stays
@@ -34,11 +36,11 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import NamedTuple
 
-from .layout import VIEWS, Layout, Placement, cache_keys
+from .layout import RECENT, RECENT_DEFAULT, TREE_VIEWS, VIEWS, Layout, Placement, cache_keys, newest
 from .models import HistoryItem
-from .tree import Folder, Slim, intern_opt, insert, unlink, walk_after
+from .tree import Folder, Slim, flat_after, flat_folder, intern_opt, insert, unlink, walk_after
 
-__all__ = ["VIEWS", "Changes", "Folder", "Index", "Slim", "scope_of"]
+__all__ = ["Changes", "Folder", "Index", "Slim", "scope_of"]
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +50,15 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     id TEXT PRIMARY KEY, date_unix INTEGER NOT NULL, content_type TEXT NOT NULL,
     voice_id TEXT, voice_name TEXT, is_dialogue INTEGER NOT NULL, display_text TEXT NOT NULL,
-    sidecar BLOB NOT NULL);
+    sidecar BLOB NOT NULL, model_id TEXT);
 CREATE TABLE IF NOT EXISTS sizes (key TEXT PRIMARY KEY, size INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
 class Changes(NamedTuple):
-    """What a change of the tree did: places items left (removed or moved) and places they took."""
+    """What a change of the tree did: places items left (removed, moved, or dropped out of recent/)
+    and places they took."""
 
     left: list[Placement]
     took: list[Placement]
@@ -70,10 +73,15 @@ class Index:
     """The tree and its SQLite store. ``open`` it, ``load`` it, then feed it items."""
 
     def __init__(self, db_path: Path, tz: tzinfo, scope: str = "",
-                 on_change: Callable[[Changes], None] | None = None) -> None:
+                 on_change: Callable[[Changes], None] | None = None, views: tuple[str, ...] = VIEWS,
+                 recent: int = RECENT_DEFAULT) -> None:
         self.layout = Layout(tz)
         #: Told after each change of the tree that moved, removed or added items (the mount tells the kernel).
         self.on_change = on_change
+        self.trees = tuple(v for v in TREE_VIEWS if v in views)  # read-only: the tree views built
+        self.recent = recent if RECENT in views else 0  # read-only: recent/'s size (0: no recent/)
+        #: Bumped by every change of the tree (readers holding derived state compare it).
+        self.generation = 0
         self._update = threading.Lock()
         self._tree = threading.Lock()
         self._db_lock = threading.Lock()
@@ -82,6 +90,7 @@ class Index:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._add_model_column()
         self._items: dict[str, Slim] = {}  # guarded by _update for writes
         self._left: list[Placement] = []  # places of items forgotten since the last rebuild; guarded by _update
         self._sizes: dict[str, int] = {}  # learned sizes by cache key; dict ops are atomic
@@ -103,6 +112,12 @@ class Index:
                 self._db.executemany(sql, rows)
             finally:
                 self._db.execute("COMMIT")
+
+    def _add_model_column(self) -> None:
+        """An index written before by-model existed: add model_id, filled from the stored sidecars."""
+        if "model_id" not in {r[1] for r in self.execute("PRAGMA table_info(items)")}:
+            self.execute("ALTER TABLE items ADD COLUMN model_id TEXT")
+            self.execute("UPDATE items SET model_id = json_extract(CAST(sidecar AS TEXT), '$.model_id')")
 
     def _check_scope(self, scope: str) -> None:
         """Forget items and sizes if the database belonged to another account or API URL."""
@@ -155,8 +170,8 @@ class Index:
             sidecar = it.to_json_bytes()
             slim.sidecar_size = len(sidecar)
             rows.append((slim.history_item_id, slim.date_unix, slim.content_type, slim.voice_id,
-                         slim.voice_name, int(slim.is_dialogue), slim.text_utf8.decode(), sidecar))
-        self._executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                         slim.voice_name, int(slim.is_dialogue), slim.text_utf8.decode(), sidecar, slim.model_id))
+        self._executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     # -- loading and updating -------------------------------------------------------------
     def load(self) -> int:
@@ -164,11 +179,11 @@ class Index:
         self._sizes = {str(k): int(v) for k, v in self.execute("SELECT key, size FROM sizes")}  # type: ignore[call-overload]
         with self._update, self._db_lock:
             cursor = self._db.execute(
-                "SELECT id, date_unix, content_type, voice_id, voice_name, is_dialogue, display_text,"
+                "SELECT id, date_unix, content_type, voice_id, voice_name, model_id, is_dialogue, display_text,"
                 " length(sidecar) FROM items")
             for r in cursor:  # row by row: no list of 100,000 tuples
-                self._items[r[0]] = Slim(r[0], r[1], sys.intern(r[2]), intern_opt(r[3]), intern_opt(r[4]), bool(r[5]),
-                                         r[6].encode(), r[7])
+                self._items[r[0]] = Slim(r[0], r[1], sys.intern(r[2]), intern_opt(r[3]), intern_opt(r[4]),
+                                         intern_opt(r[5]), bool(r[6]), r[7].encode(), r[8])
         with self._update:
             self._rebuild_locked()
         return len(self._items)
@@ -221,8 +236,12 @@ class Index:
                 return None
             left = self._forget([item_id])
             with self._tree:
-                for view in VIEWS:
+                for view in self.trees:
                     unlink(self.root, view, slim)
+            recent = self.root.dirs.get(RECENT)
+            if recent is not None and slim.flat_stem in recent.files:  # the next newest item moves up
+                self._swap_recent(self.root)
+            self.generation += 1
         self._tell(Changes(left, []))
         return slim
 
@@ -264,7 +283,7 @@ class Index:
         items removed since the last rebuild are reported to ``on_change`` with the new ones.
         """
         root = Folder()
-        for view in VIEWS:
+        for view in self.trees:
             root.subdir(view)
         placements = self.layout.place_all(list(self._items.values()))
         left, took = self._left, []
@@ -272,18 +291,32 @@ class Index:
         for item_id, p in placements.items():
             slim = self._items[item_id]
             old = slim.placement if slim.stem else None
-            slim.stem, slim.ext = p.stem, sys.intern(p.ext)
-            slim.voice_dir, slim.day = sys.intern(p.voice_dir), sys.intern(p.day)
+            slim.stem, slim.ext, slim.flat = p.stem, sys.intern(p.ext), p.flat
+            slim.voice_dir, slim.day, slim.model_dir = sys.intern(p.voice_dir), sys.intern(p.day), sys.intern(p.model_dir)
             if old != slim.placement:
                 took.append(slim.placement)
                 if old is not None:
                     left.append(old)
-            for view in VIEWS:
+            for view in self.trees:
                 insert(root, view, slim)
+        left += self._swap_recent(root)
         with self._tree:
             self.root = root
+        self.generation += 1
         _give_back_memory()
         self._tell(Changes(left, took))
+
+    def _swap_recent(self, root: Folder) -> list[Placement]:
+        """Put recent/ (the newest items) in ``root``; returns where the items that dropped out were."""
+        if not self.recent:
+            return []
+        old = self.root.dirs.get(RECENT)
+        folder = flat_folder(newest(self._items.values(), self.recent))
+        with self._tree:
+            root.dirs[RECENT] = folder
+        kept = {s.history_item_id for s in folder.files.values()}
+        gone = [] if old is None else [s for s in old.files.values() if s.history_item_id not in kept]
+        return [s.placement for s in gone if s.history_item_id in self._items]
 
     # -- queries --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -333,6 +366,8 @@ class Index:
 
     def following(self, view: str, slim: Slim, n: int) -> list[Slim]:
         """Up to ``n`` items after ``slim`` in the order a recursive copy visits ``view``."""
+        if view == RECENT:
+            return flat_after(self.folder((RECENT,)), slim.flat_stem, n)
         out: list[Slim] = []
         try:
             for s in walk_after(self.folder((view,)), slim.dir_parts(view), slim.stem):

@@ -34,8 +34,10 @@ from .deletes import DeleteJournal
 from .errors import AuthError, ConfigError, HistoryFSError, Unavailable
 from .fetcher import Fetcher
 from .index import Index, scope_of
+from .layout import RECENT, RECENT_DEFAULT, SEARCH, VIEWS
 from .refresh import Refresher
 from .retry import RetryPolicy
+from .search import Searches
 from .stats import Counters, stats_document
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class MountSettings:
     full_resync: float = 3600.0
     api_deadline: float = 60.0
     max_concurrency: int | None = None  # cap on API requests in flight (None: learned from the API)
+    recent: int = RECENT_DEFAULT  # --recent: items in recent/
     options: Options = field(default_factory=Options)
     allow_other: bool = False
     foreground: bool = False
@@ -73,10 +76,14 @@ def settings_from_args(args: argparse.Namespace) -> MountSettings:
         raise ConfigError("--refresh and --full-resync must be >= 0 seconds")
     if not args.api_deadline > 0:
         raise ConfigError("--api-deadline must be > 0 seconds")
+    recent = getattr(args, "recent", RECENT_DEFAULT)
+    if recent < 0:
+        raise ConfigError(f"bad --recent {recent}: the number of newest clips in recent/ (0 turns it off)")
     opts = Options(read_only=args.read_only, allow_delete=args.allow_delete and not args.read_only,
                    wav="wav" in formats, uid=os.getuid() if args.uid is None else args.uid,
                    gid=os.getgid() if args.gid is None else args.gid, umask=_umask(args.umask),
-                   xattrs=args.xattrs, lazy_sizes=args.sizes == "lazy")
+                   xattrs=args.xattrs, lazy_sizes=args.sizes == "lazy",
+                   views=parse_views(getattr(args, "views", "all"), recent))
     config.parse_tz(args.tz)
     return MountSettings(
         mountpoint=Path(args.mountpoint).absolute(), api_url=config.resolve_api_url(args.api_url),
@@ -84,7 +91,7 @@ def settings_from_args(args: argparse.Namespace) -> MountSettings:
         cache_dir=(Path(args.cache_dir) if args.cache_dir else config.default_cache_dir()).absolute(),
         cache_max_size=config.parse_size(args.cache_max_size), tz_name=args.tz, refresh=args.refresh,
         full_resync=args.full_resync, api_deadline=args.api_deadline, max_concurrency=getattr(args, "max_concurrency", None),
-        options=opts, allow_other=args.allow_other, foreground=args.foreground,
+        recent=recent, options=opts, allow_other=args.allow_other, foreground=args.foreground,
         fuse_options=check_fuse_options((o for opt in args.fuse_options for o in opt.split(",") if o), fuse_major()),
     )
 
@@ -123,6 +130,20 @@ def check_fuse_options(options: Iterable[str], major: int = 3) -> tuple[str, ...
                               f"for libfuse {major}'s options)")
         checked.append(opt)
     return tuple(checked)
+
+
+def parse_views(text: str, recent: int = RECENT_DEFAULT) -> tuple[str, ...]:
+    """--views: "all", or views separated by "," or "+" (mount.historyfs's -o splits on commas);
+    recent/ is left out when --recent is 0."""
+    names = [v.strip() for v in text.replace("+", ",").split(",") if v.strip()]
+    unknown = [v for v in names if v not in (*VIEWS, "all")]
+    if not names or unknown:
+        raise ConfigError(f"bad --views {text!r}: use all, or some of {', '.join(VIEWS)} (comma-separated)")
+    chosen = set(VIEWS) if "all" in names else set(names)
+    views = tuple(v for v in VIEWS if v in chosen and (v != RECENT or recent > 0))
+    if not views:
+        raise ConfigError("--views recent with --recent 0 leaves nothing to show")
+    return views
 
 
 def _umask(text: str | None) -> int:
@@ -216,7 +237,8 @@ class Runtime:
         config.ensure_private_dir(s.cache_dir)
         self.cache = BlobCache(s.cache_dir / "blobs", max_size=s.cache_max_size)
         try:
-            self.index = Index(s.cache_dir / "index.sqlite3", config.parse_tz(s.tz_name), scope_of(s.api_url, s.api_key))
+            self.index = Index(s.cache_dir / "index.sqlite3", config.parse_tz(s.tz_name), scope_of(s.api_url, s.api_key),
+                               views=s.options.views, recent=s.recent)
             self.client = make_client(s)
         except BaseException:
             self.cache.close()
@@ -225,8 +247,9 @@ class Runtime:
         self.fetcher = Fetcher(self.cache, self.client, self.index, self.counters, deadline=s.api_deadline)
         self.deletes = DeleteJournal(self.index, self.client, self.cache, self.counters)
         self.refresher = Refresher(self.index, self.client, self.counters, s.refresh, s.full_resync, self.deletes.replay)
+        self.searches = Searches(self.client, self.index, refresh=self.refresher.on_miss) if SEARCH in s.options.views else None
         self.fs = HistoryFS(self.index, self.fetcher, self.deletes, s.options, stats=self.stats_json,
-                            on_miss=self.refresher.on_miss)
+                            on_miss=self.refresher.on_miss, searches=self.searches)
         self.fuse_calls = Counters()  # FUSE requests by operation (the adapter bumps them)
         self.sources: dict[str, Callable[[], object]] = {  # what stats.json reports beside the counters
             "items": lambda: len(self.index),
@@ -238,6 +261,8 @@ class Runtime:
             "open_files": self.fs.open_handles,
             "fuse_calls": lambda: self.fuse_calls.snapshot()["counts"],
         }
+        if self.searches is not None:
+            self.sources["search"] = self.searches.stats
 
     def load(self) -> int:
         """The stored tree at once; a first mount lists everything before it goes live."""
@@ -249,12 +274,16 @@ class Runtime:
     def start(self) -> None:
         self.fetcher.start()
         self.refresher.start()
+        if self.searches is not None:
+            self.searches.start()
 
     def stats_json(self) -> bytes:
         return stats_document(self.counters, self.sources)
 
     def close(self) -> None:
         self.refresher.stop()
+        if self.searches is not None:
+            self.searches.stop()
         self.fetcher.stop()
         for closer in (self.client.close, self.index.close, self.cache.close):
             try:

@@ -2,7 +2,8 @@
 
 Called as ``mount.historyfs <source> <mountpoint> [-o opt1,opt2,...] [-n] [-s] [-f] [-v]``. Our options
 (api_url=, api_key_file=, cache_dir=, cache_max_size=, tz=, refresh=, full_resync=, formats=,
-uid=, gid=, umask=, api_deadline=, max_concurrency=, allow_delete, read_only, allow_other, foreground, log_file=) become the
+uid=, gid=, umask=, api_deadline=, max_concurrency=, views= (joined by "+": views=by-date+search), recent=,
+allow_delete, read_only, allow_other, foreground, log_file=) become the
 `historyfs mount` flags; generic mount options (_netdev, nofail, auto, noauto, user, users,
 defaults, rw, ro, x-systemd.*, comment=...) are ignored; anything else is passed to FUSE with -o.
 The source is informational (e.g. "historyfs"). The key comes from api_key_file= or the environment.
@@ -19,7 +20,7 @@ from . import cli
 #: Our options that take a value, and the `historyfs mount` flag each becomes.
 VALUED = {name: "--" + name.replace("_", "-") for name in (
     "api_url", "api_key_file", "cache_dir", "cache_max_size", "tz", "refresh", "full_resync", "formats",
-    "uid", "gid", "umask", "log_file", "api_deadline", "max_concurrency")}
+    "uid", "gid", "umask", "log_file", "api_deadline", "max_concurrency", "views", "recent")}
 FLAGS = {name: "--" + name.replace("_", "-") for name in ("allow_delete", "read_only", "allow_other", "foreground")}
 IGNORED = {"_netdev", "nofail", "auto", "noauto", "user", "users", "defaults", "rw", "ro", "nouser", "owner",
            "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime", "relatime", "sync", "async"}

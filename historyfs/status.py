@@ -1,8 +1,9 @@
-"""`historyfs status [MOUNTPOINT] [--json]`: this user's historyfs mounts and how each is doing.
+"""`historyfs status [MOUNTPOINT] [--json]`: this user's historyfs mounts and export watches, and how each is doing.
 
 Owns: finding the mounts (type fuse.historyfs with this user's user_id in /proc/self/mounts),
 reading each one's ``.historyfs/stats.json`` with a time limit (a dead or hung mount is shown
-as such, never as a traceback), and printing the summary. Exit 1 when a mount does not answer.
+as such, never as a traceback), the `historyfs export --watch` state files (whether each watch
+still runs), and printing the summary. Exit 1 when a mount does not answer.
 """
 
 from __future__ import annotations
@@ -115,6 +116,39 @@ def render(entry: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def watches() -> list[dict[str, Any]]:
+    """The `historyfs export --watch` runs this user has state files of, each with ``alive``."""
+    from exporters.watch_state import read_all  # the exporters own the file; status only reads it
+
+    found = read_all()
+    for w in found:
+        w["alive"] = w.get("state") != "stopped" and _pid_alive(w.get("pid"))
+    return found
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def render_watch(w: dict[str, Any]) -> str:
+    """An export watch's status as a few aligned lines."""
+    state = w.get("state", "?") if w["alive"] else "not running" + (" (stopped)" if w.get("state") == "stopped" else "")
+    rows = [("state", f"{state}, {w.get('phase') or ''}".rstrip(", ")), ("last poll", _ago(w.get("last_poll"))),
+            ("full reconcile", _ago(w.get("last_full_reconcile"))),
+            ("mirrored", f"{w.get('items_mirrored', 0):,} items, {w.get('items_pending', 0):,} pending"),
+            ("errors", str(w.get("errors", 0)) + (f" (last: {w['last_error'].get('message')})" if w.get("last_error") else "")),
+            ("state file", w.get("state_file", "?"))]
+    return "\n".join([f"export --watch {w.get('destination', '?')}", *(f"  {k:<16}{v}" for k, v in rows)]) + "\n"
+
+
 def run_status(args: argparse.Namespace) -> int:
     mounts = historyfs_mounts()
     if args.mountpoint:
@@ -123,10 +157,11 @@ def run_status(args: argparse.Namespace) -> int:
             raise ConfigError(f"not a historyfs mount of yours: {wanted} (see: historyfs status)")
         mounts = [wanted]
     entries = [report(m) for m in mounts]
+    watching = [] if args.mountpoint else watches()
     if args.json:
-        print(json.dumps({"mounts": entries}, indent=2))
-    elif not entries:
+        print(json.dumps({"mounts": entries, "watches": watching}, indent=2))
+    elif not entries and not watching:
         print("no historyfs mounts")
     else:
-        print("\n".join(render(e) for e in entries), end="")
+        print("\n".join([*(render(e) for e in entries), *(render_watch(w) for w in watching)]), end="")
     return 0 if all(e["answering"] for e in entries) else 1

@@ -56,13 +56,15 @@ def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
-def test_tree_matches_the_api_in_both_views(live: tuple[Mount, FakeTenant]) -> None:
+def test_tree_matches_the_api_in_every_view(live: tuple[Mount, FakeTenant]) -> None:
+    """24 items: all of them in recent/ too; search/ lists no query until one is made."""
     m, t = live
     items = _items(t)
     places = Layout(UTC).place_all(items).values()
-    expected = {p.relpath(v, k) for p in places for v in ("by-voice", "by-date") for k in ("audio", "sidecar")}
+    views = ("by-date", "by-model", "by-voice", "recent")
+    expected = {p.relpath(v, k) for p in places for v in views for k in ("audio", "sidecar")}
     assert {str(p.relative_to(m.path)) for p in m.path.rglob("*") if p.is_file() and ".historyfs" not in str(p)} == expected
-    assert sorted(os.listdir(m.path)) == [".historyfs", "by-date", "by-voice"]
+    assert sorted(os.listdir(m.path)) == [".historyfs", *views, "search"]
     assert len(items) == 24
 
 

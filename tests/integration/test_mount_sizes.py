@@ -107,7 +107,8 @@ def test_file_calls_a_cold_clip_audio(cold: tuple[Mount, FakeTenant]) -> None:
 def test_find_over_a_cold_mount_downloads_nothing(cold: tuple[Mount, FakeTenant]) -> None:
     m, t = cold
     found = subprocess.run(["find", str(m.path), "-type", "f"], capture_output=True, text=True, check=True).stdout
-    assert len([f for f in found.splitlines() if f.endswith(".mp3") or f.endswith(".wav")]) == 2 * len(t.library.items())
+    views = 4  # by-date, by-model, by-voice, and recent/ (all 30 items: fewer than its 100)
+    assert len([f for f in found.splitlines() if f.endswith(".mp3") or f.endswith(".wav")]) == views * len(t.library.items())
     stats = _stats(m)
     assert stats["bytes_fetched"] == 0 and _audio_requests(m) == 0
 
@@ -260,3 +261,18 @@ def test_reads_reach_the_mount_in_requests_of_up_to_1_mib(fake_tenant: Callable[
         assert clip.read_bytes() == t.library.audio_bytes(item["history_item_id"])
         reads = _stats(m)["fuse_calls"]["read"] - 1  # minus our stats.json
         assert reads <= 2 * (6_000_000 // (1 << 20) + 1)  # 128 KiB requests would be 46
+
+
+def test_where_the_api_answers_a_length_request_ls_l_downloads_nothing(fake_tenant: Callable[..., FakeTenant],
+                                                                       fake_faults: FakeApiServer, tmp_path: Path) -> None:
+    fake_faults.set_faults(Faults(head=True))  # the real API answers HEAD with 405: the other tests cover that path
+    t = fake_tenant(items=20, seed=50)
+    (tmp_path / "mnt").mkdir()
+    with mounted(tmp_path / "mnt", t.base_url, t.api_key, tmp_path / "cache") as m:
+        subprocess.run(["ls", "-lR", str(m.path / "by-voice")], capture_output=True, check=True)
+        for rel, item in _places(t).items():
+            if rel.startswith("by-voice/"):
+                assert (m.path / rel).stat().st_size == len(t.library.audio_bytes(item.history_item_id)), rel
+        calls = _stats(m)["api"]["calls"]
+        assert "audio" not in calls and sum(calls["audio_head"].values()) == len(t.library.items())
+        assert _stats(m)["bytes_fetched"] == 0

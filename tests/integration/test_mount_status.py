@@ -112,11 +112,13 @@ def _kill_leaving_a_dead_mount(mnt: Path) -> None:
     """SIGKILL the daemon and its auto_unmount watcher: what a crash under an old version leaves."""
     target = os.path.realpath(mnt)
     pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if target.encode() in argv and (b"fusermount" in argv[0] or b"historyfs" in b" ".join(argv)):
-                os.kill(pid, signal.SIGKILL)
+    for wanted in (b"fusermount", b"historyfs"):  # the watcher first: once the daemon is gone it would unmount
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                is_watcher = b"fusermount" in argv[0]
+                if target.encode() in argv and (is_watcher if wanted == b"fusermount" else b"historyfs" in b" ".join(argv)):
+                    os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:

@@ -72,7 +72,7 @@ def test_mount_t_fuse_historyfs_as_the_readme_shows(home: tuple[Path, dict[str, 
                               text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith(f"historyfs: mounted 5 items at {h / 'History'}")
-        assert sorted(os.listdir(h / "History")) == [".historyfs", "by-date", "by-voice"]
+        assert sorted(os.listdir(h / "History")) == [".historyfs", "by-date", "by-model", "by-voice", "recent", "search"]
         assert any(name.endswith(".mp3") for _, _, files in os.walk(h / "History" / "by-voice") for name in files)
     finally:
         unmount(h / "History")

@@ -76,8 +76,9 @@ def _cat(fs: HistoryFS, path: str) -> bytes:
         fs.release(opened.fh)
 
 
-def test_root_lists_both_views_and_the_control_folder(world: World) -> None:
-    assert world.fs.readdir("/") == [".", "..", ".historyfs", "by-date", "by-voice"]
+def test_root_lists_the_views_and_the_control_folder(world: World) -> None:
+    """search/ needs the API (a Searches): this HistoryFS has none."""
+    assert world.fs.readdir("/") == [".", "..", ".historyfs", "by-date", "by-model", "by-voice", "recent"]
     assert world.fs.readdir("/.historyfs") == [".", "..", "stats.json"]
 
 
@@ -336,7 +337,7 @@ def test_lazy_sizes_answer_zero_and_the_open_tells_the_kernel(world: World) -> N
     assert fs.getattr(world.path(item)).size == 0 and world.source.calls == []
     opened = fs.open(world.path(item), os.O_RDONLY)
     fs.release(opened.fh)
-    assert set(kernel.paths) == {world.path(item, "by-date"), world.path(item, "by-voice")}
+    assert set(kernel.paths) == {world.path(item, v) for v in ("by-date", "by-model", "by-voice", "recent")}
     assert fs.getattr(world.path(item)).size == len(world.source.data[item.history_item_id])
 
 
@@ -347,7 +348,7 @@ def test_a_removed_item_is_told_to_the_kernel_with_its_folders(world: World) -> 
     item = world.items[8]
     fs.unlink(world.path(item, "by-voice"))
     told = set(kernel.paths)
-    for view in ("by-date", "by-voice"):
+    for view in ("by-date", "by-model", "by-voice", "recent"):  # 30 items: all of them in recent/
         for kind in ("audio", "sidecar"):
             assert world.path(item, view, kind) in told
         parts = world.path(item, view).split("/")[1:-1]
@@ -361,9 +362,10 @@ def test_an_added_item_tells_the_kernel_its_folders_only(world: World) -> None:
     new = HistoryItem.from_json({**world.items[0].to_json(), "history_item_id": "NEWITEM0000000000002", "date_unix": 1_900_000_000})
     world.index.merge([new])
     place = Layout(UTC).place_all([*world.items, new])[new.history_item_id]
-    folders = {"/", "/by-date", "/by-voice"} | {"/" + "/".join((v, *place.dir_parts(v)[:d])) for v in ("by-date", "by-voice")
-                                                for d in range(1, 4)}
-    assert set(kernel.paths) == folders
+    trees = ("by-date", "by-model", "by-voice")
+    folders = {"/", *(f"/{v}" for v in trees)} | {"/" + "/".join((v, *place.dir_parts(v)[:d])) for v in trees
+                                                  for d in range(1, 4)}
+    assert set(kernel.paths) == folders | {"/recent"}
 
 
 def test_nothing_is_told_before_the_mount_is_live(world: World) -> None:

@@ -89,3 +89,24 @@ def test_client_side_checks_and_path() -> None:
 def test_bad_path_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         resolve(Selection(path="by-voice/Rachel/Nov"), UTC, [], {})
+
+
+def test_path_of_the_new_views_selects_what_the_mount_shows_there() -> None:
+    items = [item(n, date=ts("2026-11-03T10:00") + n, model_id="m2" if n % 2 else "m1") for n in range(150)]
+    places = Layout(UTC).place_all(items)
+
+    def chosen(sel: Selection) -> list[int]:
+        crit = resolve(sel, UTC, items, places)
+        return [int(i.history_item_id[4:]) for i in items if crit.matches(i, places[i.history_item_id])]
+
+    assert chosen(Selection(path="by-model/m2/2026-11")) == list(range(1, 150, 2))
+    assert chosen(Selection(path="recent")) == list(range(50, 150))  # the mount's 100 newest
+    crit = resolve(Selection(path="search/hello world"), UTC, items, places)
+    assert crit.server_filters() == {"search": "hello world"} and crit.view == "search/hello world"
+    assert places[items[0].history_item_id].relpath(crit.view).startswith("search/hello world/2026-11-03 10-00-00 Rachel - ")
+
+
+def test_two_different_searches_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="two searches"):
+        resolve(Selection(search="a", path="search/b"), UTC, [], {})
+    assert resolve(Selection(search="a", path="search/a"), UTC, [], {}).search == "a"

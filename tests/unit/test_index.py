@@ -1,7 +1,8 @@
-"""The persistent tree: layout placement in both views, persistence, incremental merge, full resync."""
+"""The persistent tree: layout placement in every view, recent/, persistence, incremental merge, full resync."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -9,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from historyfs.errors import Unavailable
-from historyfs.index import Index, Slim
+from historyfs.index import Changes, Index, Slim
 from historyfs.layout import Layout
 from historyfs.models import HistoryItem
 from tests.fixtures.mount import library_items
@@ -38,11 +39,11 @@ def items() -> list[HistoryItem]:
     return library_items(40)
 
 
-def test_tree_matches_layout_in_both_views(tmp_path: Path, items: list[HistoryItem]) -> None:
+def test_tree_matches_layout_in_every_tree_view(tmp_path: Path, items: list[HistoryItem]) -> None:
     index = Index(tmp_path / "i.db", UTC)
     assert index.replace_all(items) == (40, 0)
     assert len(index) == 40
-    for view in ("by-date", "by-voice"):
+    for view in ("by-date", "by-model", "by-voice"):
         assert _files(index, view) == _expected(items, view)
 
 
@@ -161,3 +162,63 @@ def test_a_delete_waits_for_the_pending_insert(tmp_path: Path, items: list[Histo
     index.close()
     again = Index(tmp_path / "i.db", UTC)
     assert again.load() == 2 and items[0].history_item_id not in again.ids()
+
+
+def _recent(index: Index) -> list[str]:
+    folder = index.folder(("recent",))
+    assert folder is not None
+    return [s.history_item_id for s in folder.files.values()]
+
+
+def test_recent_holds_the_newest_newest_first_under_their_flat_names(tmp_path: Path, items: list[HistoryItem]) -> None:
+    index = Index(tmp_path / "i.db", UTC, recent=5)
+    index.replace_all(items)
+    newest = sorted(items, key=lambda i: (i.date_unix, i.history_item_id), reverse=True)[:5]
+    assert _recent(index) == [i.history_item_id for i in newest]
+    placed = Layout(UTC).place_all(items)
+    folder = index.folder(("recent",))
+    assert folder is not None and set(folder.files) == {placed[i.history_item_id].flat_stem for i in newest}
+
+
+def test_recent_takes_new_items_and_reports_those_pushed_out(tmp_path: Path, items: list[HistoryItem]) -> None:
+    changes: list[Changes] = []
+    index = Index(tmp_path / "i.db", UTC, on_change=changes.append, recent=3)
+    index.replace_all(items)
+    oldest_of_three = _recent(index)[-1]
+    new = HistoryItem.from_json({**items[0].to_json(), "history_item_id": "NEWITEM0000000000009", "date_unix": 1_990_000_000})
+    index.merge([new])
+    assert _recent(index)[0] == "NEWITEM0000000000009" and oldest_of_three not in _recent(index)
+    slim = index.item(oldest_of_three)
+    assert slim is not None and slim.placement in changes[-1].left  # the kernel must drop its recent/ name
+
+
+def test_removing_a_recent_item_lets_the_next_newest_in(tmp_path: Path, items: list[HistoryItem]) -> None:
+    index = Index(tmp_path / "i.db", UTC, recent=3)
+    index.replace_all(items)
+    before = _recent(index)
+    fourth = sorted(items, key=lambda i: (i.date_unix, i.history_item_id), reverse=True)[3].history_item_id
+    index.remove(before[0])
+    assert _recent(index) == [*before[1:], fourth]
+
+
+def test_only_the_views_asked_for_are_built(tmp_path: Path, items: list[HistoryItem]) -> None:
+    index = Index(tmp_path / "i.db", UTC, views=("by-date",))
+    index.replace_all(items)
+    assert set(index.root.dirs) == {"by-date"}
+    assert index.folder(("recent",)) is None
+
+
+def test_an_index_from_before_by_model_gets_its_models_from_the_sidecars(tmp_path: Path, items: list[HistoryItem]) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as con:  # the schema as it was before by-model
+        con.execute("CREATE TABLE items (id TEXT PRIMARY KEY, date_unix INTEGER NOT NULL, content_type TEXT NOT NULL,"
+                    " voice_id TEXT, voice_name TEXT, is_dialogue INTEGER NOT NULL, display_text TEXT NOT NULL,"
+                    " sidecar BLOB NOT NULL)")
+        con.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(i.history_item_id, i.date_unix, i.content_type, i.voice_id, i.voice_name, int(i.is_dialogue),
+                          i.display_text, i.to_json_bytes()) for i in items])
+    index = Index(db, UTC)
+    assert index.load() == 40
+    assert {i.history_item_id: index.item(i.history_item_id).model_id for i in items} == {  # type: ignore[union-attr]
+        i.history_item_id: i.model_id for i in items}
+    assert _files(index, "by-model") == _expected(items, "by-model")

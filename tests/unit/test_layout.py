@@ -197,13 +197,15 @@ def test_slim_records_place_like_full_items() -> None:
         content_type: str
         voice_id: str | None
         voice_name: str | None
+        model_id: str | None
         is_dialogue: bool
         display_text: str
 
-    full = [item(f"id{i:018d}", date_unix=T0 + i, text=f"clip {i} " + "long text " * 40) for i in range(20)]
+    full = [item(f"id{i:018d}", date_unix=T0 + i, text=f"clip {i} " + "long text " * 40, model_id=f"m{i % 3}")
+            for i in range(20)]
     slim = [
         Slim(
-            i.history_item_id, i.date_unix, i.content_type, i.voice_id, i.voice_name, i.is_dialogue,
+            i.history_item_id, i.date_unix, i.content_type, i.voice_id, i.voice_name, i.model_id, i.is_dialogue,
             i.display_text[:200],
         )
         for i in full
@@ -328,11 +330,20 @@ def test_ids_equal_after_cleaning_get_counters() -> None:
     assert stems == ["14-03-27 Hello [abcdefgh\uff0fx~1]", "14-03-27 Hello [abcdefgh\uff0fx~2]"]
 
 
-def test_same_stem_in_different_folders_is_fine() -> None:
+def test_same_stem_on_other_days_is_fine() -> None:
     a = item("abcdefgh1", voice_id="v1", voice_name="A")
-    b = item("abcdefgh2", voice_id="v2", voice_name="B")
+    b = item("abcdefgh2", voice_id="v1", voice_name="A", date_unix=T0 + 86400)
     placed = place(a, b)
     assert placed["abcdefgh1"].stem == placed["abcdefgh2"].stem == "14-03-27 Hello [abcdefgh]"
+
+
+def test_same_stem_of_two_voices_on_one_day_is_told_apart() -> None:
+    """by-model and the flat views put both voices' clips of a day in one folder."""
+    a = item("abcdefgh1", voice_id="v1", voice_name="A", model_id="m")
+    b = item("abcdefgh2", voice_id="v2", voice_name="B", model_id="m")
+    placed = place(a, b)
+    assert placed["abcdefgh1"].stem == "14-03-27 Hello [abcdefgh1]"
+    assert placed["abcdefgh2"].stem == "14-03-27 Hello [abcdefgh2]"
 
 
 def test_duplicate_ids_in_input_are_placed_once() -> None:
@@ -464,8 +475,9 @@ def test_dir_parts_relpath_and_under() -> None:
     assert not p.under("by-voice", ("rachel",))
     assert not p.under("by-date", ("2026-12",))
     assert not p.under("by-nothing", ())
+    assert not p.under("recent", ())
     with pytest.raises(ValueError):
-        p.dir_parts("by-model")
+        p.dir_parts("recent")
     with pytest.raises(ValueError):
         p.relpath("by-voice", "video")
 
@@ -501,7 +513,7 @@ def test_split_selection(path: str, expected: tuple[str, tuple[str, ...]]) -> No
         ("/by-voice/Rachel", "relative"),
         ("by-voice/../secret", "'..'"),
         ("..", "'..'"),
-        ("by-model/x", "must start with"),
+        ("by-models/x", "must start with"),
         ("", "must start with"),
         ("by-voice/Rachel/2026-11/2026-11-23/extra", "too deep"),
         ("by-voice/Rachel/November", "month"),

@@ -54,3 +54,20 @@ def test_the_text_names_every_field(tmp_path: Path) -> None:
                      "downloads       2 in flight", "pending deletes 1", "last refresh    2026-11-30T10:00:00Z (",
                      "recent errors   1", "2026-11-30T10:01:00Z WARNING download of x failed", "log             /c/historyfs.log"):
         assert expected in text, expected
+
+
+def test_export_watches_are_shown_with_whether_they_still_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from exporters.watch_state import WatchState, default_path
+    from historyfs import status
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    running = WatchState(default_path("s3://b/p"), "s3://b/p", 30, 3600, False)
+    running.pass_done(False, running.pass_started(False), 2, [("k1", 10), ("k2", 20)], 0, (2, 0))
+    gone = WatchState(default_path("file:///tmp/x"), "file:///tmp/x", 30, 3600, False)
+    gone.doc["pid"] = 2 ** 22 + 12345  # no such process
+    gone.write()
+    found = {w["destination"]: w for w in status.watches()}
+    assert found["s3://b/p"]["alive"] and not found["file:///tmp/x"]["alive"]
+    text = status.render_watch(found["s3://b/p"])
+    assert "export --watch s3://b/p" in text and "last poll" in text and "state file" in text
+    assert "not running" in status.render_watch(found["file:///tmp/x"])
