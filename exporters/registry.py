@@ -12,11 +12,12 @@ abstract, with a ``scheme`` matching its registration); failures are a PluginErr
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import logging
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from historyfs.errors import ConfigError
@@ -44,6 +45,9 @@ class Registration:
     target: str
     origin: str
 
+
+#: Serves every scheme fsspec knows that nothing above claims (the optional extra historyfs[fsspec]).
+FSSPEC = Registration("*", "exporters.fsspec_dest:FsspecDestination", "built-in, for every scheme fsspec knows")
 
 _lock = threading.Lock()  # guards _registry, _loaded, _entry_points_done
 _registry: dict[str, Registration] = {s: Registration(s, t, BUILTIN) for s, t in _BUILTINS.items()}
@@ -111,10 +115,12 @@ def _dist_name(ep: object) -> str:
 
 
 def available() -> list[Registration]:
-    """Every registered destination (entry points included), sorted by scheme."""
+    """Every registered destination (entry points included), sorted by scheme, then fsspec's catch-all."""
     load_entry_points()
     with _lock:
-        return sorted(_registry.values(), key=lambda r: r.scheme)
+        regs = sorted(_registry.values(), key=lambda r: r.scheme)
+    missing = "" if _fsspec_installed() else "; not installed: pip install 'historyfs[fsspec]'"
+    return [*regs, replace(FSSPEC, origin=FSSPEC.origin + missing)]
 
 
 def get_destination_class(scheme: str) -> type[Destination]:
@@ -128,12 +134,28 @@ def get_destination_class(scheme: str) -> type[Destination]:
             return _loaded[scheme]
         reg = _registry.get(scheme)
     if reg is None:
-        known = ", ".join(r.scheme for r in available())
-        raise ConfigError(f"unknown destination scheme {scheme!r} (installed exporters: {known}; see `historyfs exporters`)")
+        if _fsspec_knows(scheme):
+            return validate(FSSPEC.scheme, _import(FSSPEC), FSSPEC.target)
+        known = ", ".join(r.scheme for r in available() if r.scheme != FSSPEC.scheme)
+        hint = "" if _fsspec_installed() else "; pip install 'historyfs[fsspec]' adds every filesystem fsspec knows"
+        raise ConfigError(f"unknown destination scheme {scheme!r} (installed exporters: {known}; see `historyfs exporters`{hint})")
     cls = validate(scheme, _import(reg), reg.target)
     with _lock:
         _loaded[scheme] = cls
     return cls
+
+
+def _fsspec_installed() -> bool:
+    return importlib.util.find_spec("fsspec") is not None
+
+
+def _fsspec_knows(scheme: str) -> bool:
+    """Is ``scheme`` a protocol of fsspec (built in, or registered by a package through its entry points)?"""
+    if not _fsspec_installed():
+        return False
+    import fsspec
+
+    return scheme in fsspec.available_protocols()
 
 
 def _import(reg: Registration) -> object:

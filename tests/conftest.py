@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.fake_api",
     "tests.fixtures.s3",
+    "tests.fixtures.ftp",
     "tests.fixtures.mount",
     "tests.plugins.install",
 ]

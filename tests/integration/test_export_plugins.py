@@ -33,7 +33,7 @@ def test_exporters_lists_built_ins_and_the_plugin(testplugin: InstalledPlugin) -
 def test_exporters_plain_text_without_plugins() -> None:
     r = subprocess.run([sys.executable, "-m", "historyfs", "exporters"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
-    assert [ln.split()[0] for ln in r.stdout.splitlines()] == ["file", "s3"]
+    assert [ln.split()[0] for ln in r.stdout.splitlines()] == ["file", "s3", "*"]
 
 
 def test_a_plugin_cannot_take_over_a_built_in(testplugin: InstalledPlugin, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
