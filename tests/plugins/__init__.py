@@ -1,1 +1,1 @@
-"""A third-party exporter plugin (historyfs_testplugin/) and the fixture that installs it."""
+"""Third-party destination plugins (historyfs_testplugin/, historyfs_tarball/) and the fixture that installs them."""

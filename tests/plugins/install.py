@@ -1,4 +1,5 @@
-"""Fixture ``testplugin``: install tests/plugins/historyfs_testplugin as a distribution, then remove it.
+"""Fixture ``testplugin``: install tests/plugins/historyfs_testplugin as a distribution, then remove it;
+``installed(folder)`` does the same for any plugin folder (a pyproject.toml beside its package).
 
 Installing means what pip would leave behind: a ``historyfs_testplugin-0.1.0.dist-info`` folder
 (METADATA + entry_points.txt generated from the plugin's own pyproject.toml) on sys.path, next
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import tomllib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,24 +40,25 @@ class InstalledPlugin:
         return env
 
 
-def write_dist_info(target: Path) -> InstalledPlugin:
-    """Write the plugin's .dist-info into ``target`` from its pyproject.toml."""
-    project = tomllib.loads((PLUGIN_SRC / "pyproject.toml").read_text())["project"]
+def write_dist_info(target: Path, source: Path = PLUGIN_SRC) -> InstalledPlugin:
+    """Write the .dist-info of the plugin in ``source`` (its pyproject.toml beside its package) into ``target``."""
+    project = tomllib.loads((source / "pyproject.toml").read_text())["project"]
     eps: dict[str, str] = project["entry-points"]["historyfs.exporters"]
     info = target / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
     lines = ["[historyfs.exporters]", *(f"{k} = {v}" for k, v in eps.items()), ""]
     (info / "entry_points.txt").write_text("\n".join(lines))
-    return InstalledPlugin((str(target), str(PLUGIN_SRC)), dict(eps), project["name"])
+    return InstalledPlugin((str(target), str(source)), dict(eps), project["name"])
 
 
-@pytest.fixture(scope="session")
-def testplugin() -> Iterator[InstalledPlugin]:
+@contextmanager
+def installed(source: Path) -> Iterator[InstalledPlugin]:
+    """The plugin in ``source`` installed (importable, its entry points registered) until the block ends."""
     from exporters import registry
 
     target = Path(tempfile.mkdtemp(prefix="historyfs-plugin-"))
-    plugin = write_dist_info(target)
+    plugin = write_dist_info(target, source)
     sys.path[:0] = plugin.paths
     try:
         registry.load_entry_points(refresh=True)
@@ -66,5 +69,12 @@ def testplugin() -> Iterator[InstalledPlugin]:
                 sys.path.remove(p)
         for scheme in plugin.entry_points:
             registry.unregister(scheme)
-        sys.modules.pop("historyfs_testplugin", None)
+        for name in [m for m in sys.modules if any(m.split(".")[0] == pkg.name for pkg in source.iterdir())]:
+            sys.modules.pop(name, None)
         shutil.rmtree(target, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def testplugin() -> Iterator[InstalledPlugin]:
+    with installed(PLUGIN_SRC) as plugin:
+        yield plugin
