@@ -6,7 +6,7 @@ its state apart (the manifest, hashing, recovery, locks), so no attribute a plug
 collide with the framework's. The framework only calls the methods below and reads the class
 attributes ``scheme``, ``dest_options`` and ``stream_threshold``.
 
-Primitives (each is called as the threading contract in docs/PLUGINS.md says):
+Primitives (docs/PLUGINS.md, "Writing a destination", says more):
 
     scan() -> Iterable[Stored]           # required: one listing of every object under the destination
     read(key) -> bytes | None            # required: a small object (the manifest), None if absent
@@ -15,6 +15,14 @@ Primitives (each is called as the threading contract in docs/PLUGINS.md says):
     write_stream(key, chunks, info)      # optional (with stream_threshold): store bytes as they arrive
     describe(keys) -> Iterable[Stored]   # optional: what the destination recorded about these objects
     check(), prepare(), abort(), close() # optional: probe, clear debris, cancel transfers, release
+
+Threading contract: ``write`` and ``write_stream`` are called from up to ``--jobs`` threads at
+once (each on a different key; the manifest's ``write`` from the run's loop alongside), and
+``abort`` from any thread while they run. Every other primitive is called by one thread at a
+time, never while writes are in flight: ``check``, ``scan``, ``read`` (the manifest) and
+``describe`` also in a dry run and a no-op run; ``prepare`` once before a run's first change;
+``remove`` after a pass's writes ended; ``close`` once, last. The framework's locks are never
+visible to a plugin, and the one guarding its state is never held while a primitive runs.
 
 Keys are relative, '/'-separated paths under the destination, e.g.
 ``by-voice/Rachel/2026-11/2026-11-23/14-03-27 Hello [ja9xsmfG].mp3``; the framework's own objects

@@ -44,8 +44,8 @@ def state_dir(cache_root: Path | None = None) -> Path:
 
 
 def default_path(dest: str, cache_root: Path | None = None) -> Path:
-    """One file per destination: a readable part and a hash of the whole destination."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", dest).strip("-")[:60] or "destination"
+    """One file per destination: a readable part (a password in the URL masked) and a hash of the whole destination."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", masked(dest)).strip("-")[:60] or "destination"
     return state_dir(cache_root) / f"{slug}-{hashlib.sha256(dest.encode()).hexdigest()[:10]}.json"
 
 

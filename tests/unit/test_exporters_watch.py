@@ -28,6 +28,11 @@ def test_passwords_in_destination_urls_are_masked() -> None:
     assert masked("s3://bucket/p") == "s3://bucket/p" and masked("/home/me/mirror") == "/home/me/mirror"
 
 
+def test_a_password_never_reaches_the_state_file_name(tmp_path: Path) -> None:
+    path = default_path("ftp://me:hunter2@nas/voices", tmp_path)
+    assert "hunter2" not in str(path) and path != default_path("ftp://me:other@nas/voices", tmp_path)
+
+
 def test_one_state_file_per_destination_and_what_a_pass_records(tmp_path: Path) -> None:
     a, b = default_path("s3://b/one", tmp_path), default_path("s3://b/two", tmp_path)
     assert a != b and a.parent == b.parent == tmp_path / "export-watch" and a.name.startswith("s3-b-one-")
