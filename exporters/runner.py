@@ -35,7 +35,7 @@ from historyfs.errors import ConfigError, HistoryFSError
 from historyfs.layout import Layout
 from historyfs.models import HistoryItem
 
-from .base import DestinationOptions
+from .base import DestinationError, DestinationOptions
 from .exporter import Exporter
 from .manifest import Entry
 from .guards import DEFAULT_MAX_DELETE, check_max_delete, check_names, delete_refusal
@@ -192,7 +192,11 @@ class Session:
     def _recover(self, tasks: list[Task], plan: Plan, *, delete: bool) -> Plan:
         """Objects a killed run stored but did not record are held after all when the store recorded
         what they are (Exporter.recover): the plan is made again without them."""
-        recovered = self.exporter.recover([k for t in plan.uploads for k in (t.audio_key, t.sidecar_key)])
+        try:
+            recovered = self.exporter.recover([k for t in plan.uploads for k in (t.audio_key, t.sidecar_key)])
+        except DestinationError as exc:  # recovery only saves uploads: without it, they are made again
+            log.warning("objects left by an interrupted run could not be described (%s): uploading them again", exc)
+            return plan
         if not recovered:
             return plan
         log.info("%d objects stored by an interrupted run were recovered without uploading them again", len(recovered))

@@ -67,3 +67,30 @@ def test_an_unknown_dest_opt_is_one_line_before_anything_happens(testplugin: Ins
     assert tenant.requests("audio") == []
     r = cli("export", "memory://opts", "--dest-opt", "novalue")
     assert r.code == 1 and r.err.strip() == "historyfs export: error: bad --dest-opt 'novalue': expected KEY=VALUE"
+
+
+def test_a_store_that_cannot_describe_its_objects_gets_them_uploaded_again(cli: Any, tenant: Tenant, tmp_path: Path) -> None:  # noqa: F811
+    """Recovery only saves uploads: when describe() fails, the run uploads those items again and succeeds."""
+    from exporters import DestinationError, register
+    from exporters.local import FolderDestination
+    from exporters.registry import unregister
+
+    class Forgetful(FolderDestination):
+        scheme = "forgetful"
+
+        def __init__(self, url: str, options: Any) -> None:
+            super().__init__(url.replace("forgetful://", "file://", 1), options)
+
+        def describe(self, keys: Any) -> list[Any]:
+            raise DestinationError("the store is down")
+
+    dest = tmp_path / "mirror"
+    assert cli("export", str(dest), "--tz", TZ).code == 0
+    (dest / MANIFEST_KEY).unlink()
+    register("forgetful", Forgetful)
+    try:
+        r = cli("export", f"forgetful://{dest}", "--tz", TZ, "--json")
+    finally:
+        unregister("forgetful")
+    assert r.code == 0 and json.loads(r.out)["uploaded"] == 24
+    assert "could not be described (the store is down): uploading them again" in r.err
