@@ -1,6 +1,6 @@
 """An export run, start to end; also the Python API: ``from exporters import export``.
 
-    summary = export("s3://bucket/prefix", voices=("Rachel",), since="2026-11-01", jobs=8,
+    summary = export("s3://bucket/prefix", voices=("Rachel",), since="2026-11-01", jobs=16,
                      api_key=key, api_url="http://127.0.0.1:8000", progress=callback)
 
 Order (everything that can be wrong with the input fails before the first transfer):
@@ -62,7 +62,7 @@ class ExportOptions:
     tz: str | None = None
     delete: bool = False
     dry_run: bool = False
-    jobs: int = 8
+    jobs: int = 16  # >= the largest plan's 15 requests in flight: the account's budget, not this, is the limit
     cache_dir: str | None = None
     destination: DestinationOptions = field(default_factory=DestinationOptions)
     api_deadline: float = 60.0  # seconds an API call may take, retries included; then its item fails

@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--delete", action="store_true", help="remove what this exporter wrote for items no longer selected")
     e.add_argument("--max-delete", metavar="N", type=int, default=100, help="with --delete, refuse to delete more than N objects (default 100; an item is 2: audio and sidecar)")
     e.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    e.add_argument("--jobs", "-j", type=int, default=8, help="transfers at once (default 8)")
+    e.add_argument("--jobs", "-j", type=int, default=16, help="transfers at once (default 16: enough for the largest plan's 15 API requests in flight; the API budget queues what the account does not allow)")
     e.add_argument("--cache-dir", metavar="DIR", help="read audio from a mount's cache folder when present")
     e.add_argument("--api-deadline", metavar="SECONDS", type=float, default=60.0, help="give up an API call (retries included) after SECONDS; that item then fails and a re-run does it (default 60)")
     _concurrency_option(e)
