@@ -110,6 +110,26 @@ def spool(chunks: Iterable[bytes], cancel: threading.Event | None = None) -> Spo
     return Spooled(f, hashed.sha256, hashed.size)
 
 
+class SourceFailed(Exception):
+    """Carries (as __cause__) an error raised by the chunks being written, not by the store."""
+
+
+def marked(chunks: Iterable[bytes], cancel: threading.Event | None = None) -> Iterator[bytes]:
+    """``chunks``, with any error they raise wrapped in ``SourceFailed`` so that a store can tell the
+    download's own error (a cut body, a cancel) from its own; stops with ``Cancelled`` once ``cancel`` is set."""
+    it = iter(chunks)
+    while True:
+        try:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("upload cancelled")
+            chunk = next(it)
+        except StopIteration:
+            return
+        except BaseException as exc:
+            raise SourceFailed() from exc
+        yield chunk
+
+
 def copy_body(src: IO[bytes], dst: IO[bytes]) -> None:
     """Copy a body to a file object (helper for plugins)."""
     shutil.copyfileobj(src, dst, _COPY_CHUNK)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO
@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from historyfs.errors import ConfigError
 
 from .base import Chunks, Destination, DestinationError, DestinationOptions, ObjectInfo, Stored
-from .bodies import copy_body, hash_file
+from .bodies import SourceFailed, copy_body, hash_file, marked
 
 TMP_PREFIX = ".historyfs-tmp-"
 FILE_MODE = 0o644
@@ -79,7 +79,7 @@ class FolderDestination(Destination):
         self._atomically(key, lambda f: copy_body(body, f), lambda: info)
 
     def write_stream(self, key: str, chunks: Chunks, info: ObjectInfo) -> None:
-        self._atomically(key, lambda f: f.writelines(_marked(chunks)), lambda: replace(info, sha256=chunks.sha256, size=chunks.size))
+        self._atomically(key, lambda f: f.writelines(marked(chunks)), lambda: replace(info, sha256=chunks.sha256, size=chunks.size))
 
     def _atomically(self, key: str, fill: Callable[[IO[bytes]], object], info: Callable[[], ObjectInfo]) -> None:
         """Write a hidden temporary file beside the target with ``fill``, record ``info`` on it (mtime,
@@ -100,7 +100,7 @@ class FolderDestination(Destination):
             os.replace(tmp, target)
         except BaseException as exc:
             _unlink(Path(tmp))
-            if isinstance(exc, _SourceFailed) and exc.__cause__ is not None:
+            if isinstance(exc, SourceFailed) and exc.__cause__ is not None:
                 raise exc.__cause__ from None  # the download's own error (a cut body, a cancel), as it was
             if isinstance(exc, OSError):
                 raise DestinationError(f"cannot write {target}: {exc.strerror}") from None
@@ -194,21 +194,6 @@ def _label(fd: int, info: ObjectInfo) -> None:
     except OSError:
         pass  # a filesystem without user xattrs: such files are uploaded again after a kill -9 that lost the manifest
 
-
-class _SourceFailed(Exception):
-    """Carries (as __cause__) an error raised by the chunks being written, not by the disk."""
-
-
-def _marked(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    it = iter(chunks)
-    while True:
-        try:
-            chunk = next(it)
-        except StopIteration:
-            return
-        except BaseException as exc:
-            raise _SourceFailed() from exc
-        yield chunk
 
 
 def _unlink(path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,6 +15,7 @@ from historyfs.layout import Layout
 from historyfs.models import HistoryItem
 from tests.fixtures.fake_api import FakeTenant
 from tests.fixtures.mount import _is_mounted, kill_hard, mounted, needs_fuse
+from tests.fixtures.waiting import wait_until
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 UTC = ZoneInfo("UTC")
@@ -26,14 +26,6 @@ def _paths(items: list[dict]) -> dict[str, str]:  # type: ignore[type-arg]
     parsed = [HistoryItem.from_json(d) for d in items]
     return {i: p.relpath("by-date") for i, p in Layout(UTC).place_all(parsed).items()}
 
-
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 @pytest.fixture
@@ -52,8 +44,8 @@ def test_a_new_item_appears_after_refresh(fake_tenant: Callable[..., FakeTenant]
     with mounted(tmp_path / "mnt", t.base_url, t.api_key, tmp_path / "cache", "--refresh", "1") as m:
         new = t.library.add_item()
         rel = _paths(t.library.items())[new["history_item_id"]]
-        assert _wait(lambda: rel.rsplit("/", 1)[1] in os.listdir(m.path / rel.rsplit("/", 1)[0])
-                     if (m.path / rel.rsplit("/", 1)[0]).exists() else False, 20)
+        wait_until(lambda: rel.rsplit("/", 1)[1] in os.listdir(m.path / rel.rsplit("/", 1)[0])
+                   if (m.path / rel.rsplit("/", 1)[0]).exists() else False, 20, "a refresh to show the new item")
         assert (m.path / rel).read_bytes() == t.library.audio_bytes(new["history_item_id"])
 
 
@@ -80,7 +72,7 @@ def test_kill_9_during_a_download_then_remount_serves_correct_bytes(server: Fake
                 os.close(fd)
             except OSError:
                 pass
-        assert _wait(lambda: not _is_mounted(m.path), 10)  # auto_unmount: no dead endpoint left
+        wait_until(lambda: not _is_mounted(m.path), 10, "the kernel to drop the mount")  # auto_unmount: no dead endpoint left
     server.set_faults(Faults())
     with mounted(tmp_path / "mnt", server.base_url, KEY, tmp_path / "cache") as m:
         assert (m.path / rel).read_bytes() == server.library.audio_bytes(item_id)

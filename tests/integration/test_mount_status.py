@@ -19,6 +19,7 @@ import pytest
 from historyfs.fakeapi import FakeApiServer, Faults
 from tests.fixtures.fake_api import FakeTenant
 from tests.fixtures.mount import _is_mounted, mount_cmd, mounted, needs_fuse, unmount
+from tests.fixtures.waiting import wait_until
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 
@@ -157,7 +158,7 @@ def test_recent_errors_reach_stats_json_and_status(tenant: FakeTenant, fake_faul
     with background(tenant, tmp_path / "mnt", tmp_path / "cache", "--api-deadline", "1", "--refresh", "1"):
         assert _stats(tmp_path / "mnt")["recent_errors"] == []
         fake_faults.set_faults(Faults(outage=True))  # the next refresh fails: a WARNING
-        _wait(lambda: bool(_stats(tmp_path / "mnt")["recent_errors"]), "a failed refresh to be logged")
+        wait_until(lambda: bool(_stats(tmp_path / "mnt")["recent_errors"]), 30, "a failed refresh to be logged")
         fake_faults.set_faults(Faults())
         errors = _stats(tmp_path / "mnt")["recent_errors"]
         assert errors[-1]["level"] == "WARNING" and "refresh failed" in errors[-1]["message"]
@@ -171,7 +172,7 @@ def test_df_shows_the_cache_limit_and_the_room_left(tenant: FakeTenant, tmp_path
         before = os.statvfs(tmp_path / "mnt")
         assert before.f_blocks * before.f_frsize == 64 << 20 and before.f_bavail == before.f_blocks
         size = len(next((tmp_path / "mnt").glob("by-voice/*/*/*/*.mp3")).read_bytes())
-        _wait(lambda: _stats(tmp_path / "mnt")["cache_bytes"] == size, "the download to be committed to the cache")
+        wait_until(lambda: _stats(tmp_path / "mnt")["cache_bytes"] == size, 30, "the download to be committed to the cache")
         after = os.statvfs(tmp_path / "mnt")
         assert (before.f_bfree - after.f_bfree) * after.f_frsize in range(size - 4096, size + 4096)
         df = subprocess.run(["df", "-B1", str(tmp_path / "mnt")], capture_output=True, text=True).stdout
@@ -190,12 +191,6 @@ def test_the_source_is_historyfs_wherever_the_mount_was_started(tenant: FakeTena
         daemons = [p for p in os.listdir("/proc") if p.isdigit() and _argv_has(p, target)]
         assert daemons and all(os.readlink(f"/proc/{p}/cwd") == "/" for p in daemons)  # holds no folder busy
 
-
-def _wait(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _argv_has(pid: str, word: str) -> bool:

@@ -10,7 +10,6 @@ import errno
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from historyfs.layout import Layout, Placement
 from historyfs.models import HistoryItem
 from tests.fixtures.fake_api import FakeTenant
 from tests.fixtures.mount import Mount, mounted, needs_fuse
+from tests.fixtures.waiting import wait_until
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
 UTC = ZoneInfo("UTC")
@@ -53,14 +53,6 @@ def _stats(m: Mount) -> dict[str, Any]:
 def _names(places: dict[str, Placement], ids: list[str]) -> list[str]:
     return [places[i].flat_name(k) for i in ids for k in ("audio", "sidecar")]
 
-
-def _wait(predicate: Callable[[], bool], timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +182,7 @@ def test_a_new_clip_is_first_in_recent_after_one_refresh(fake_tenant: Callable[.
         new = t.library.add_item()
         place = _places(t)[new["history_item_id"]]
         name = place.flat_name()
-        assert _wait(lambda: os.listdir(recent)[:1] == [name])
+        wait_until(lambda: os.listdir(recent)[:1] == [name], 20, "recent/ to show the new item first")
         # sorted by name, newest last: the names start with the date and time
         assert sorted(os.listdir(recent))[-2:] == sorted([name, place.flat_name("sidecar")])
         assert (recent / name).read_bytes() == t.library.audio_bytes(new["history_item_id"])

@@ -161,12 +161,6 @@ def stats_json(m: Mount) -> dict[str, Any]:
     return json.loads((m.path / ".historyfs" / "stats.json").read_bytes())  # type: ignore[no-any-return]
 
 
-def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
 
 # -- copying -----------------------------------------------------------------------------------
 @dataclass(frozen=True)

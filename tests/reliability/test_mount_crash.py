@@ -22,8 +22,9 @@ import pytest
 from historyfs.fakeapi import FakeApiServer, Faults
 from tests.fixtures.fake_api import FakeTenant
 from tests.fixtures.mount import mounted, needs_fuse
+from tests.fixtures.waiting import wait_until
 from tests.reliability.conftest import (
-    HANG_LIMIT, Expected, check_cache, items_of, kill_mount, rsync, stats_json, wait_until,
+    HANG_LIMIT, Expected, check_cache, items_of, kill_mount, rsync, stats_json,
 )
 
 pytestmark = [needs_fuse, pytest.mark.fuse]

@@ -21,8 +21,9 @@ import pytest
 
 from tests.fixtures.fake_api import FakeTenant
 from tests.fixtures.mount import Mount, mounted, needs_fuse
+from tests.fixtures.waiting import wait_until
 from tests.reliability.conftest import (
-    BASE_DATE, Expected, Usage, add_small_items, alive, md5, stats_json, usage, wait_until,
+    BASE_DATE, Expected, Usage, add_small_items, alive, md5, stats_json, usage,
 )
 
 pytestmark = [needs_fuse, pytest.mark.fuse]
