@@ -28,12 +28,11 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import IO, Any
 
 from exporters import Cancelled, Chunks, ConfigError, Destination, DestinationError, DestinationOptions, ObjectInfo, Stored
-from exporters.bodies import SourceFailed, marked
 
 TMP_PREFIX = ".historyfs-tmp-"
 META_DIR = ".historyfs-meta"
@@ -184,12 +183,12 @@ class FsspecDestination(Destination):
         try:
             self._makedirs(fs, parent)
             with fs.open(tmp, "wb", block_size=BLOCK) as f:
-                for chunk in marked(chunks, self._aborted):
+                for chunk in _marked(chunks, self._aborted):
                     f.write(chunk)
             _replace(fs, tmp, path)
         except BaseException as exc:
             _quietly(fs.rm_file, tmp)
-            if isinstance(exc, SourceFailed) and exc.__cause__ is not None:
+            if isinstance(exc, _SourceFailed) and exc.__cause__ is not None:
                 raise exc.__cause__ from None  # the download's own error (a cut body, a cancel), as it was
             if isinstance(exc, Exception) and not isinstance(exc, (Cancelled, DestinationError)):
                 raise DestinationError(f"cannot write {key} to {self.url}: {_why(exc)}") from None
@@ -311,6 +310,25 @@ def _replace(fs: Any, tmp: str, path: str) -> None:
         fs.rm_file(path)  # a server that will not rename over a file: the object is absent a moment, never partial
         fs.mv(tmp, path)
 
+
+# Written as a third-party plugin would be (public ``exporters`` names only), so it keeps its own copy of
+# what exporters.bodies.marked does for the built-in stores.
+class _SourceFailed(Exception):
+    """Carries (as __cause__) an error raised by the chunks being written, not by the filesystem."""
+
+
+def _marked(chunks: Iterable[bytes], aborted: threading.Event) -> Iterator[bytes]:
+    it = iter(chunks)
+    while True:
+        try:
+            if aborted.is_set():
+                raise Cancelled("upload cancelled")
+            chunk = next(it)
+        except StopIteration:
+            return
+        except BaseException as exc:
+            raise _SourceFailed() from exc
+        yield chunk
 
 
 def _quietly(fn: Callable[..., object], *args: object) -> None:
