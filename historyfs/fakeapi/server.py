@@ -35,6 +35,10 @@ class _HTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a client opening 16 connections at once (the SDK's
+    # thread pool, a mount's read-ahead) saw some of its SYNs dropped and retried after 1 s, a stall
+    # the real service's front end does not cause.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, port: int, fake: FakeApiServer) -> None:
         self.fake = fake

@@ -5,7 +5,9 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import shutil
 import socket
+import subprocess
 import zipfile
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -40,6 +42,15 @@ def test_default_listing_is_the_100_newest(api: httpx.Client, fake_api: FakeApiS
     assert body["has_more"] is True
     assert body["last_history_item_id"] == body["history"][-1]["history_item_id"]
     assert body["scanned_until"] == body["history"][-1]["date_unix"]
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_a_burst_of_new_connections_fits_in_the_listen_backlog(fake_api: FakeApiServer) -> None:
+    """A client opening 16 connections at once (an SDK's thread pool, a mount's read-ahead) must not
+    have SYNs dropped and retried a second later: the listen backlog is the system's, not socketserver's 5."""
+    port = urlsplit(fake_api.base_url).port
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "LISTEN" and int(out[2]) >= 128  # Send-Q of a listening socket: its backlog
 
 
 def test_headers_like_the_service(api: httpx.Client) -> None:
