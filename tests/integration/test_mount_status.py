@@ -81,7 +81,8 @@ def test_log_file_moves_the_log_and_stats_json_names_it(tenant: FakeTenant, tmp_
 def test_a_foreground_mount_logs_its_success_line(tenant: FakeTenant, tmp_path: Path) -> None:
     (tmp_path / "mnt").mkdir()
     with mounted(tmp_path / "mnt", tenant.base_url, tenant.api_key, tmp_path / "cache") as m:
-        assert "mounted 7 items at" in (tmp_path / "cache" / "historyfs.log").read_text()
+        log = tmp_path / "cache" / "historyfs.log"  # written once the mount has seen itself live, a moment after
+        wait_until(lambda: "mounted 7 items at" in log.read_text(), 10, "the success line in the log")
     assert f"historyfs: mounted 7 items at {m.path}" in m.log.read_text()  # and on its stderr
 
 
