@@ -18,7 +18,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import pytest
 
 from historyfs.fakeapi import FakeApiServer, Faults, Library
 from tests.fixtures.s3 import S3Server
+from tests.fixtures.waiting import run_then_kill_9
 from tests.reliability.test_export_faults import MANIFEST, PREFIX, bucket_objects, expected_objects, open_uploads, verify_mirror, verify_partial
 
 pytestmark = [pytest.mark.s3, pytest.mark.timeout(240)]
@@ -125,19 +125,11 @@ def test_a_run_killed_mid_multipart_leaves_nothing_visible_and_the_next_aborts_i
     voice = big[0]["voice_name"]
     cmd = [*command(s3_bucket), "--voice", voice]
     env = environment(api, s3_env)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not open_uploads(s3_client, s3_bucket) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        run_then_kill_9(cmd, env, lambda: bool(open_uploads(s3_client, s3_bucket)))
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
         api.set_faults(SLOW)
-    assert proc.returncode == -signal.SIGKILL and open_uploads(s3_client, s3_bucket)
+    assert open_uploads(s3_client, s3_bucket)
     expected = expected_objects(lib)
     verify_partial(s3_client, s3_bucket, expected)
     assert not [k for k in bucket_objects(s3_client, s3_bucket) if k.endswith(".mp3") and len(expected[k[len(PREFIX) + 1 :]]) >= 5 * 1024 * 1024]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from exporters.manifest import MANIFEST_KEY
 from historyfs.fakeapi import FakeApiServer, Faults
 from tests.fixtures.ftp import PASSWORD, FtpServer
 from tests.fixtures.s3 import S3Server
+from tests.fixtures.waiting import run_then_kill_9
 from tests.plugins.install import InstalledPlugin
 from tests.reliability.test_export_faults import bucket_objects, expected_objects
 
@@ -133,18 +133,7 @@ def environment(api: FakeApiServer, dest: Dest) -> dict[str, str]:
 
 
 def kill_when_stored(cmd: list[str], env: dict[str, str], stored: Callable[[], int], count: int) -> None:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while stored() < count and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    run_then_kill_9(cmd, env, lambda: stored() >= count)
 
 
 def settled(count: Callable[[], int], quiet: float = 0.5) -> int:
