@@ -14,7 +14,7 @@ import threading
 import time
 from typing import NamedTuple
 
-from .errors import Unavailable
+from .errors import AuthError, NotFound, Unavailable
 
 
 class Fetch(NamedTuple):
@@ -59,7 +59,11 @@ class Download:
                 self.fd = None
             self.cond.notify_all()
 
-    def _failed(self) -> Unavailable:
+    def _failed(self) -> Exception:
+        """What a reader of a failed download gets: the API's own answer (no such item, a refused key)
+        as it was, so that a stat says ENOENT as an open does; any other failure as Unavailable (EIO)."""
+        if isinstance(self.error, (NotFound, AuthError)):
+            return self.error
         return Unavailable(f"download of {self.job.key} failed: {self.error}")
 
     def attach(self, timeout: float | None = None) -> tuple[int | None, int | None]:

@@ -28,8 +28,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from .download import Blob, Download, Fetch
-from .errors import NotFound, TruncatedBody, Unavailable
+from .download import Blob, Download, Fetch, deadline_left
+from .errors import TruncatedBody, Unavailable
 from .stats import Counters
 
 __all__ = ["Blob", "BlobStore", "Fetch", "Fetcher", "Source"]
@@ -207,10 +207,13 @@ class Fetcher:
                     return probed
                 dl = self._join_or_start(job)
             if dl is not None:
-                return dl.known_size(max(0.0, self.deadline - (time.monotonic() - started)))
+                return dl.known_size(deadline_left(started, self.deadline))
             path = self.cache.get_path(job.key)
             if path is not None:
-                size = path.stat().st_size
+                try:
+                    size = path.stat().st_size
+                except FileNotFoundError:  # evicted between the two looks
+                    continue
                 self._remember_size(job.key, size)
                 return size
         raise Unavailable(f"the size of {job.key} could not be learned")
@@ -248,9 +251,7 @@ class Fetcher:
             return self.sizes.size(job.key)
         try:
             size = probe(job.item_id, background=background)
-        except NotFound:
-            raise
-        except Unavailable as exc:
+        except Unavailable as exc:  # (NotFound is not one: it reaches the stat as ENOENT)
             log.info("length probe of %s failed (%s): downloading instead", job.key, exc)
             return None
         finally:

@@ -55,6 +55,9 @@ _CONSTANT_OPS = ("access", "flush", "fsync", "fsyncdir", "releasedir", "ioctl", 
 _XATTR_OPS = ("getxattr",)
 #: Folders whose listing is kept between the pages of one `readdir` (a page holds ~20-100 entries).
 LISTINGS_KEPT = 64
+#: Entries handed to libfuse per readdir request: more than a kernel buffer holds (32 KiB of entries of
+#: at least 32 bytes), so each request fills one, without building the whole rest of a big folder each time.
+PAGE_MAX = 1024
 #: Most libfuse worker threads whose Python thread state is kept at once (~20 KB each).
 MAX_KEPT_THREAD_STATES = 64
 #: Shortest time between two sweeps for the kept states of threads that have ended.
@@ -241,7 +244,8 @@ class FuseOps(Operations):  # type: ignore[misc]
             listing = [(name, _listed(a)) for name, a in self.fs.entries(path)]
             with self._listings_lock:
                 self._listings[path] = listing
-        return [(name, attrs, i + 1) for i, (name, attrs) in enumerate(listing) if i >= offset]
+        page = listing[offset : offset + PAGE_MAX]  # the kernel asks again from where its buffer filled
+        return [(name, attrs, i) for i, (name, attrs) in enumerate(page, offset + 1)]
 
     @fuse_errors
     def open(self, path: str, fi: Any) -> int:

@@ -293,8 +293,8 @@ class Index:
             old = slim.placement if slim.stem else None
             slim.stem, slim.ext, slim.flat = p.stem, sys.intern(p.ext), p.flat
             slim.voice_dir, slim.day, slim.model_dir = sys.intern(p.voice_dir), sys.intern(p.day), sys.intern(p.model_dir)
-            if old != slim.placement:
-                took.append(slim.placement)
+            if old != p:  # p is what slim now holds
+                took.append(p)
                 if old is not None:
                     left.append(old)
             for view in self.trees:

@@ -54,6 +54,7 @@ def stats_document(counters: Counters, sources: dict[str, Callable[[], Any]]) ->
         "cache_misses": counts.get("cache_misses", 0),
         "downloads_failed": counts.get("downloads_failed", 0),
         "prefetches": counts.get("prefetches", 0),
+        "size_probes": counts.get("size_probes", 0),
         "deletes_done": counts.get("deletes_done", 0),
         "refreshes": counts.get("refreshes", 0),
         "refresh_failures": counts.get("refresh_failures", 0),

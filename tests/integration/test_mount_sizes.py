@@ -275,4 +275,4 @@ def test_where_the_api_answers_a_length_request_ls_l_downloads_nothing(fake_tena
                 assert (m.path / rel).stat().st_size == len(t.library.audio_bytes(item.history_item_id)), rel
         calls = _stats(m)["api"]["calls"]
         assert "audio" not in calls and sum(calls["audio_head"].values()) == len(t.library.items())
-        assert _stats(m)["bytes_fetched"] == 0
+        assert _stats(m)["bytes_fetched"] == 0 and _stats(m)["size_probes"] == len(t.library.items())

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from historyfs.cache import BlobCache
-from historyfs.errors import TruncatedBody, Unavailable
+from historyfs.errors import NotFound, TruncatedBody, Unavailable
 from historyfs.fetcher import BACKGROUND_WORKERS, RESUME_ATTEMPTS, Fetch, Fetcher
 from historyfs.readahead import FolderScout, ReadAhead
 from tests.fixtures.mount import GatedSource
@@ -245,6 +245,15 @@ def test_learn_size_downloads_when_there_is_no_probe(parts: tuple[Fetcher, Gated
     assert source.calls == [("item2", None)] and cache.get_path("item2.mp3") is not None
     assert fetcher.learn_size(Fetch("item2.mp3", "item2")) == len(DATA["item2"])  # known now: no call
     assert source.calls == [("item2", None)]
+
+
+def test_learn_size_of_an_item_deleted_elsewhere_says_not_found(parts: tuple[Fetcher, GatedSource, BlobCache, Sizes]) -> None:
+    """The API's own 404 reaches a stat as it reaches an open (ENOENT), not as a failed download (EIO)."""
+    fetcher, source, _, _ = parts
+    source.audio_length = lambda item_id, background=False: None  # type: ignore[attr-defined]  # the API answers no length
+    source.fail = NotFound("no such history item")
+    with pytest.raises(NotFound):
+        fetcher.learn_size(Fetch("item2.mp3", "item2"))
 
 
 def test_learn_size_fails_within_the_deadline_when_the_api_is_down(tmp_path: Path) -> None:
