@@ -28,6 +28,7 @@ from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from historyfs.errors import ConfigError, HistoryFSError
+from historyfs.layout import VIEWS
 
 from . import s3_client
 from .base import Cancelled, Chunks, Destination, DestinationError, DestinationOptions, ObjectInfo, Stored
@@ -38,8 +39,9 @@ from .s3_multipart import PartPool, Upload, cut
 
 log = logging.getLogger(__name__)
 
-#: Top-level folders of the exporter's keys: uploads left unfinished there are ours to abort.
-OWNED_ROOTS = ("by-voice/", "by-date/", ".historyfs-")
+#: Top-level folders of the exporter's keys (every view an export can take, and the manifest): uploads
+#: left unfinished there are ours to abort.
+OWNED_ROOTS = (*(f"{view}/" for view in VIEWS), ".historyfs-")
 META_ITEM_ID, META_SHA256, META_FORMAT = "historyfs-item-id", "historyfs-sha256", "historyfs-format"
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
 MIB = 1024 * 1024

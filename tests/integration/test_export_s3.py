@@ -157,10 +157,11 @@ def test_storage_class_sse_and_checksum_mode(tenant: Tenant, cli: Any, s3_client
 def test_stale_multipart_uploads_of_the_exporter_are_aborted(tenant: Tenant, cli: Any, s3_client: Any, s3_bucket: str) -> None:
     """A run killed mid-multipart leaves its marker: the next run aborts what is left open in its namespace, then removes it."""
     ours = s3_client.create_multipart_upload(Bucket=s3_bucket, Key=f"{PREFIX}/by-voice/X/2026-11/2026-11-01/half.mp3")
+    s3_client.create_multipart_upload(Bucket=s3_bucket, Key=f"{PREFIX}/recent/2026-11-01 half.mp3")  # an export of --path recent
     theirs = s3_client.create_multipart_upload(Bucket=s3_bucket, Key=f"{PREFIX}/someone-else/big.bin")
     s3_client.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/.historyfs-multipart", Body=b"")
     assert cli("export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC", "--dry-run").code == 0
-    assert len(uploads_in_progress(s3_client, s3_bucket)) == 2  # a dry run changes nothing
+    assert len(uploads_in_progress(s3_client, s3_bucket)) == 3  # a dry run changes nothing
     assert cli("export", f"s3://{s3_bucket}/{PREFIX}", "--tz", "UTC").code == 0
     assert uploads_in_progress(s3_client, s3_bucket) == [f"{PREFIX}/someone-else/big.bin"]
     assert ours["UploadId"] != theirs["UploadId"]
