@@ -24,7 +24,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -75,6 +75,12 @@ class Criteria:
     view: str = DEFAULT_VIEW  # where keys go: a view, or a search's folder ("search/<words>")
     folder: tuple[str, ...] | None = None
     only: frozenset[str] | None = None  # --path recent: the ids of the newest items
+
+    def over(self, items: Iterable[HistoryItem]) -> Criteria:
+        """The same selection over a listing that has grown (a watch's poll): recent/ is the newest again."""
+        if self.view != RECENT:
+            return self
+        return replace(self, only=frozenset(i.history_item_id for i in newest(items, RECENT_DEFAULT)))
 
     def server_filters(self) -> dict[str, Any]:
         """The list endpoint's filters that express (part of) this selection."""

@@ -175,9 +175,9 @@ class Watcher:
 
     def _tasks(self, candidates: list[HistoryItem], new: list[HistoryItem]) -> list[Task]:
         """Tasks of the selected ``candidates``, placed over every known item (collision suffixes as in the mount)."""
-        crit = self.session.criteria
-        assert crit is not None
+        assert self.session.criteria is not None
         everything = sorted(self.known.values(), key=lambda i: i.date_unix, reverse=True)
+        crit = self.session.criteria.over(everything)
         placements = Layout(self.tz).place_all(everything)
         if self.allowed is not None and new:
             self.allowed |= server_selected(self.session.api, crit, since=min(i.date_unix for i in new)) or set()

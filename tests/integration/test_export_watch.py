@@ -182,6 +182,16 @@ def test_an_api_outage_loses_nothing(quiet_api: tuple[FakeApiServer, Library], t
     assert api.stats()["resets"] > 0  # the outage was real
 
 
+def test_a_watch_of_recent_mirrors_a_new_clip_at_the_next_poll(quiet_api: tuple[FakeApiServer, Library], tmp_path: Path) -> None:
+    """recent/ is the newest items at each poll, not those of the first reconcile."""
+    api, lib = quiet_api
+    folder, state_file = tmp_path / "mirror", tmp_path / "state.json"
+    with watching(str(folder), api, KEY, state_file, "--watch", "0.3", "--path", "recent") as proc:
+        new = _new_item(lib)
+        wait_for("the new clip in recent/", lambda: lib.audio_bytes(new) in folder_objects(folder / "recent").values(), proc)
+        assert any(i["item_id"] == new and i["pass"].startswith("poll") for i in state(state_file)["recent_items"])
+
+
 def test_an_s3_outage_loses_nothing(quiet_api: tuple[FakeApiServer, Library], s3_env: S3Server, s3_client: Any, s3_bucket: str, tmp_path: Path) -> None:
     api, lib = quiet_api
     state_file = tmp_path / "state.json"
