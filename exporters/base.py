@@ -216,7 +216,8 @@ class Destination(ABC):
         """Clean up debris of interrupted runs (temporary files, unfinished uploads); before the first change."""
 
     def abort(self) -> None:  # noqa: B027 - optional hook
-        """Make writes in flight stop soon (raising, leaving nothing); called from another thread."""
+        """Make writes of items in flight stop soon (raising, leaving nothing); called from another thread.
+        The framework's own writes after it (the manifest, ``info.item_id`` None) must still succeed."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and handles; called once, last."""

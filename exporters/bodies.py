@@ -114,14 +114,12 @@ class SourceFailed(Exception):
     """Carries (as __cause__) an error raised by the chunks being written, not by the store."""
 
 
-def marked(chunks: Iterable[bytes], cancel: threading.Event | None = None) -> Iterator[bytes]:
+def marked(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """``chunks``, with any error they raise wrapped in ``SourceFailed`` so that a store can tell the
-    download's own error (a cut body, a cancel) from its own; stops with ``Cancelled`` once ``cancel`` is set."""
+    download's own error (a cut body, a cancel) from its own."""
     it = iter(chunks)
     while True:
         try:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("upload cancelled")
             chunk = next(it)
         except StopIteration:
             return

@@ -157,9 +157,9 @@ class Exporter:
         if isinstance(upload.audio, io.IOBase):
             return self._put_spooled(upload, hash_file(upload.audio, upload.cancel))
         threshold = self.destination.stream_threshold
-        hashed = HashingChunks(upload.audio, upload.cancel)
         if threshold is None:
-            return self._put_spooled(upload, spool(hashed))
+            return self._put_spooled(upload, spool(upload.audio, upload.cancel))  # hashed as it is spooled
+        hashed = HashingChunks(upload.audio, upload.cancel)
         head, rest = take(iter(hashed), threshold)
         if rest is None:
             return self._put_bytes(upload.audio_key, b"".join(head), hashed.sha256, upload, upload.content_type)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import re
 import threading
 import uuid
@@ -33,6 +34,8 @@ from dataclasses import replace
 from typing import IO, Any
 
 from exporters import Cancelled, Chunks, ConfigError, Destination, DestinationError, DestinationOptions, ObjectInfo, Stored
+
+log = logging.getLogger(__name__)
 
 TMP_PREFIX = ".historyfs-tmp-"
 META_DIR = ".historyfs-meta"
@@ -125,10 +128,11 @@ class FsspecDestination(Destination):
             raise DestinationError(f"cannot read {key} from {self.url}: {_why(exc)}") from None
 
     def write(self, key: str, body: IO[bytes], info: ObjectInfo) -> None:
-        self._put(key, iter(lambda: body.read(_COPY), b""), lambda: info)
+        # after abort, items stop; the manifest (no item id) is still written, so the run's work is recorded
+        self._put(key, iter(lambda: body.read(_COPY), b""), lambda: info, stoppable=info.item_id is not None)
 
     def write_stream(self, key: str, chunks: Chunks, info: ObjectInfo) -> None:
-        self._put(key, chunks, lambda: replace(info, sha256=chunks.sha256, size=chunks.size))
+        self._put(key, chunks, lambda: replace(info, sha256=chunks.sha256, size=chunks.size), stoppable=True)
 
     def remove(self, keys: Sequence[str]) -> None:
         fs = self._fs()
@@ -175,15 +179,16 @@ class FsspecDestination(Destination):
                 raise ConfigError(f"cannot connect to {self.url}: {_why(exc)}") from None
         return fs
 
-    def _put(self, key: str, chunks: Iterable[bytes], info: Callable[[], ObjectInfo]) -> None:
-        """Write ``chunks`` to a temporary object beside ``key``, rename it into place, then record what it is."""
+    def _put(self, key: str, chunks: Iterable[bytes], info: Callable[[], ObjectInfo], *, stoppable: bool) -> None:
+        """Write ``chunks`` to a temporary object beside ``key``, rename it into place, then record what it
+        is (``stoppable``: give up with Cancelled once the run is aborted)."""
         fs, path = self._fs(), self._path(key)
         parent = path.rsplit("/", 1)[0]
         tmp = f"{parent}/{TMP_PREFIX}{uuid.uuid4().hex}"
         try:
             self._makedirs(fs, parent)
             with fs.open(tmp, "wb", block_size=BLOCK) as f:
-                for chunk in _marked(chunks, self._aborted):
+                for chunk in _marked(chunks, self._aborted if stoppable else None):
                     f.write(chunk)
             _replace(fs, tmp, path)
         except BaseException as exc:
@@ -196,8 +201,11 @@ class FsspecDestination(Destination):
         done = info()
         if done.item_id is not None:
             record = {"item_id": done.item_id, "sha256": done.sha256, "format": done.format, "size": done.size}
-            self._makedirs(fs, self._meta(key).rsplit("/", 1)[0])
-            fs.pipe_file(self._meta(key), json.dumps(record).encode())
+            try:
+                self._makedirs(fs, self._meta(key).rsplit("/", 1)[0])
+                fs.pipe_file(self._meta(key), json.dumps(record).encode())
+            except Exception as exc:  # noqa: BLE001 - the object is stored; its record only helps recovery
+                log.warning("%s: stored, but its recovery record could not be written (%s)", key, _why(exc))
 
     def _describe_one(self, key: str) -> Stored | None:
         fs = self._fs()
@@ -317,11 +325,11 @@ class _SourceFailed(Exception):
     """Carries (as __cause__) an error raised by the chunks being written, not by the filesystem."""
 
 
-def _marked(chunks: Iterable[bytes], aborted: threading.Event) -> Iterator[bytes]:
+def _marked(chunks: Iterable[bytes], aborted: threading.Event | None) -> Iterator[bytes]:
     it = iter(chunks)
     while True:
         try:
-            if aborted.is_set():
+            if aborted is not None and aborted.is_set():
                 raise Cancelled("upload cancelled")
             chunk = next(it)
         except StopIteration:

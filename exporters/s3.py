@@ -228,8 +228,10 @@ class S3Destination(Destination):
 
     def _multipart(self, key: str, chunks: Iterable[bytes], info: ObjectInfo) -> None:
         self._refuse_if_aborted(key, info)
-        parts = cut(self._until_aborted(chunks), part_size(info.size, self.options.multipart_chunksize))
-        upload = Upload(self._part_pool(), self.bucket, self._key(key), self._extra_args(info), self._aborted, PARTS_PER_OBJECT,
+        item = info.item_id is not None  # not the manifest, which is still written after abort()
+        parts = cut(self._until_aborted(chunks) if item else iter(chunks), part_size(info.size, self.options.multipart_chunksize))
+        cancel = self._aborted if item else threading.Event()
+        upload = Upload(self._part_pool(), self.bucket, self._key(key), self._extra_args(info), cancel, PARTS_PER_OBJECT,
                         checksums=self._checksums(), before_create=self._unfinished.begin)
         try:
             upload.run(parts)

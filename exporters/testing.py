@@ -179,6 +179,20 @@ class DestinationContract:
         assert harness.read(up.audio_key) is None
         assert exporter.listing() == {}
 
+    def test_after_an_abort_the_manifest_is_still_saved(self, harness: Harness, exporter: Exporter) -> None:
+        """Ctrl-C stops the items in flight, then the run records what it finished: that write must go through."""
+        up = upload("itemUUUUUUUUUUUUUUUU")
+        exporter.prepare()
+        exporter.put_item(up)
+        exporter.abort()
+        exporter.close()
+        assert harness.read(MANIFEST_KEY) is not None
+        again = reopen(harness)
+        try:
+            assert set(again.listing()) == {up.audio_key, up.sidecar_key}
+        finally:
+            again.close()
+
     def test_put_again_replaces(self, harness: Harness, exporter: Exporter) -> None:
         exporter.prepare()
         exporter.put_item(upload("itemGGGGGGGGGGGGGGGG", b"first version"))
