@@ -14,18 +14,18 @@ Nothing here knows history items; ``fuse_ops`` is the glue between this and ``co
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 from collections.abc import Iterable
 from typing import Any
 
+from .libfuse import library_path
+
 
 def _prefer_libfuse3() -> None:
-    if not os.environ.get("FUSE_LIBRARY_PATH"):
-        path = ctypes.util.find_library("fuse3") or ctypes.util.find_library("fuse")
-        if path:
-            os.environ["FUSE_LIBRARY_PATH"] = path
+    path = library_path()
+    if path:
+        os.environ["FUSE_LIBRARY_PATH"] = path
 
 
 _prefer_libfuse3()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes.util
 import logging
 import os
 import shutil
@@ -26,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config
+from . import config, libfuse
 from .cache import BlobCache
 from .client import HistoryClient
 from .core import HistoryFS, Options
@@ -167,14 +166,13 @@ def make_client(s: MountSettings) -> HistoryClient:
 # -- checks before mounting -------------------------------------------------------------------
 def fuse_major() -> int:
     """The libfuse major version the mount will use (the binding's choice), without loading it."""
-    path = os.environ.get("FUSE_LIBRARY_PATH") or ctypes.util.find_library("fuse3") or ctypes.util.find_library("fuse")
-    return 2 if path and "fuse3" not in path and "libfuse.so" in path else 3
+    return libfuse.major(libfuse.library_path())
 
 
 def check_fuse() -> None:
     """FUSE usable here: the device, the setuid helper and libfuse (3, or 2 as a fallback)."""
     helper = shutil.which("fusermount3") or shutil.which("fusermount")
-    library = ctypes.util.find_library("fuse3") or ctypes.util.find_library("fuse")
+    library = libfuse.library_path()
     missing = [what for what, ok in (("/dev/fuse", os.path.exists("/dev/fuse")), ("fusermount3", helper is not None),
                                      ("libfuse3.so.3", library is not None)) if not ok]
     if missing:
