@@ -118,25 +118,24 @@ class _Base:
                 error.args = (f"{error.message} (still over the concurrency limit after {call.crowded} tries)",)
                 raise error
         else:
-            pause = self._wait_or_raise(request, call.attempt, call.started, call.waited, error)
+            pause = self._wait_or_raise(request, call, error)
             call.attempt += 1
         call.waited += pause
         return pause
 
-    def _wait_or_raise(self, request: httpx.Request, attempt: int, started: float, waited: float, error: ApiError) -> float:
+    def _wait_or_raise(self, request: httpx.Request, call: _Call, error: ApiError) -> float:
         """The wait before retrying after ``error``, or raise it when retries are spent.
 
-        Time spent counts the waits already planned as well as the clock, so the deadline
+        Time spent (``call.elapsed``) counts the waits already planned as well as the clock, so the deadline
         holds even where sleeping is cut short (tests) or the clock is coarse. A DELETE whose
         answer was lost is not repeated: the caller decides (it may have taken effect)."""
         retryable = isinstance(error, Unavailable) and (error.status is None or is_retryable_status(error.status))
         if isinstance(error, OutcomeUnknown) and request.method == "DELETE":
             retryable = False
-        elapsed = max(time.monotonic() - started, waited)
-        wait = self.retry.next_wait(attempt, elapsed, getattr(error, "retry_after", None), self._rng) if retryable else None
+        wait = self.retry.next_wait(call.attempt, call.elapsed(), getattr(error, "retry_after", None), self._rng) if retryable else None
         if wait is None:
-            if retryable and attempt > 0:
-                error.args = (f"{error.message} (gave up after {attempt + 1} attempts)",)
+            if retryable and call.attempt > 0:
+                error.args = (f"{error.message} (gave up after {call.attempt + 1} attempts)",)
             raise error
         return wait
 
