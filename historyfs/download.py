@@ -49,6 +49,14 @@ class Download:
             self.written += n
             self.cond.notify_all()
 
+    def ended(self) -> None:
+        """The whole body is on disk (its commit to the cache, an fsync of it all, still to come): a
+        body of unknown length now has its exact size, and a stat waiting for it need not wait longer."""
+        with self.cond:
+            if self.size is None:
+                self.size = self.written
+            self.cond.notify_all()
+
     def finish(self, error: Exception | None) -> None:
         with self.cond:
             self.done, self.error = True, error

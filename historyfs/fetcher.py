@@ -336,6 +336,7 @@ class Fetcher:
                         raise
                     log.info("download of %s cut short (%s): asking again", dl.job.key, exc)
             assert w is not None
+            dl.ended()
             w.commit(expected_size=dl.size)
         except BaseException:
             if w is not None:

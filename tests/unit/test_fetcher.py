@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from historyfs.cache import BlobCache
+from historyfs.download import Download
 from historyfs.errors import NotFound, TruncatedBody, Unavailable
 from historyfs.fetcher import BACKGROUND_WORKERS, RESUME_ATTEMPTS, Fetch, Fetcher
 from historyfs.readahead import FolderScout, ReadAhead
@@ -241,7 +243,8 @@ def test_learn_size_downloads_when_there_is_no_probe(parts: tuple[Fetcher, Gated
     fetcher, source, cache, sizes = parts
     source.audio_length = lambda item_id, background=False: None  # type: ignore[attr-defined]  # the API answers no length
     source.no_length = True
-    assert fetcher.learn_size(Fetch("item2.mp3", "item2")) == len(DATA["item2"])
+    assert fetcher.learn_size(Fetch("item2.mp3", "item2")) == len(DATA["item2"])  # once the body ended
+    assert fetcher.wait_idle(10)  # then it is committed to the cache
     assert source.calls == [("item2", None)] and cache.get_path("item2.mp3") is not None
     assert fetcher.learn_size(Fetch("item2.mp3", "item2")) == len(DATA["item2"])  # known now: no call
     assert source.calls == [("item2", None)]
@@ -388,3 +391,17 @@ def test_concurrent_length_probes_of_one_clip_share_one_request(parts: tuple[Fet
     for th in threads:
         th.join(10)
     assert results == [len(DATA["item1"])] * 4 and asked == ["item1"]
+
+
+def test_a_body_of_unknown_length_has_its_size_once_it_ended_before_its_commit(tmp_path: Path) -> None:
+    """A stat waiting for a chunked body's size answers when the last byte is on disk, not after the fsync."""
+    dl = Download(Fetch("item1.mp3", "item1"))
+    part = tmp_path / "part"
+    part.write_bytes(b"x" * 10)
+    dl.begin(None, os.open(part, os.O_RDONLY))
+    dl.progress(10)
+    with pytest.raises(Unavailable):
+        dl.known_size(0.01)  # the body may go on
+    dl.ended()
+    assert dl.known_size(0.01) == 10 and not dl.done
+    dl.finish(None)
