@@ -90,11 +90,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         entry.update(endpoint=resp.endpoint, status=resp.status, tenant=getattr(resp.tenant, "name", None),
                      limited=resp.limited)
+        self.server.fake.record(entry, resp.tenant)
+        sent, truncated = 0, False
         try:
             sent, truncated = self._send(resp, with_body=req.method != "HEAD")
         finally:
             resp.close()
-        self.server.fake.record(entry, resp.tenant, sent=sent, truncated=truncated)
+            self.server.fake.record_body(resp.tenant, sent, truncated)
 
     def _reset(self) -> None:
         """Drop the connection with a TCP reset and no answer."""

@@ -193,7 +193,12 @@ class FakeApiServer:
     def answer(self, req: Request) -> Response | None:
         return app.handle(self, req)
 
-    def record(self, entry: dict[str, Any], tenant: Library | None, *, sent: int = 0, truncated: bool = False) -> None:
-        self._stats.record(entry, sent=sent, truncated=truncated)
-        if tenant is not None:
-            tenant.stats.record(entry, sent=sent, truncated=truncated)
+    def record(self, entry: dict[str, Any], tenant: Library | None) -> None:
+        """Count a request as it is answered (before its body goes out)."""
+        for stats in (self._stats, *((tenant.stats,) if tenant is not None else ())):
+            stats.record(entry)
+
+    def record_body(self, tenant: Library | None, sent: int, truncated: bool) -> None:
+        """Count what went out of its body."""
+        for stats in (self._stats, *((tenant.stats,) if tenant is not None else ())):
+            stats.record_body(sent, truncated)

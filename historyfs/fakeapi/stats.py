@@ -27,19 +27,24 @@ class Stats:
                               "concurrency_limited": 0, "rate_limited": 0}
             self.log: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
 
-    def record(self, entry: dict[str, Any], *, sent: int = 0, truncated: bool = False) -> None:
-        """Count one answered (or reset) request; ``entry`` needs "endpoint" and "status"."""
+    def record(self, entry: dict[str, Any]) -> None:
+        """Count one request as it is answered (or reset), before its body goes out, so that a client
+        that has the answer finds it counted; ``entry`` needs "endpoint" and "status"."""
         with self._lock:
             statuses = self._by_endpoint.setdefault(entry["endpoint"], {})
             key = str(entry["status"])
             statuses[key] = statuses.get(key, 0) + 1
             self._counters["total"] += 1
-            self._counters["bytes_sent"] += sent
-            self._counters["truncated"] += int(truncated)
             self._counters["resets"] += int(entry["status"] == "reset")
             if entry.get("limited"):
                 self._counters[f"{entry['limited']}_limited"] += 1
             self.log.append(dict(entry))
+
+    def record_body(self, sent: int, truncated: bool) -> None:
+        """Count what went out of a recorded request's body."""
+        with self._lock:
+            self._counters["bytes_sent"] += sent
+            self._counters["truncated"] += int(truncated)
 
     def snapshot(self) -> dict[str, Any]:
         """{"requests": {"list": {"200": 3}, ...}, "total", "bytes_sent", "truncated", "resets",
